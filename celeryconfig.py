@@ -1,0 +1,60 @@
+"""Celery settings, read by ``tasks.app`` (``app.config_from_object("celeryconfig")``).
+
+The broker comes from the one config loader (``CREATORPAY_BROKER_URL``); the rest is fixed
+policy for tasks that move money: late acks, one message in flight per process, JSON only.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kombu import Queue
+
+from payments.config import load_config
+
+_config = load_config()
+
+broker_url = _config.broker_url
+# No result backend: tasks record their outcome in the database (inbox rows, payouts).
+result_backend = None
+task_ignore_result = True
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+
+# A task that dies mid-way (worker killed) is redelivered, not lost; our tasks are idempotent.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+# Longer than the longest task, so Redis does not redeliver a task that is still running.
+broker_transport_options = {"visibility_timeout": 3600, "polling_interval": 0.2}
+broker_connection_retry_on_startup = True
+task_time_limit = 600
+task_soft_time_limit = 540
+worker_hijack_root_logger = False
+enable_utc = True
+timezone = "UTC"
+
+task_default_queue = "default"
+task_queues = (
+    Queue("default"),
+    Queue("webhooks"),
+    Queue("payouts"),
+    Queue("statements"),
+)
+task_routes = {
+    "webhooks.*": {"queue": "webhooks"},
+    "payouts.*": {"queue": "payouts"},
+    "statements.*": {"queue": "statements"},
+}
+
+beat_schedule = {
+    # Re-drive inbox rows stuck in "received" (enqueue lost, worker died) and backfill events
+    # missed entirely from Stripe's Events API.
+    "webhooks.sweep": {"task": "webhooks.sweep", "schedule": timedelta(seconds=30)},
+    # Move matured credits from pending to available.
+    "ledger.mature": {"task": "ledger.mature", "schedule": timedelta(minutes=5)},
+    # Roll the platform accounts' balance checkpoints forward.
+    "ledger.checkpoint": {"task": "ledger.checkpoint", "schedule": timedelta(minutes=1)},
+}

@@ -1,0 +1,1 @@
+"""Creators, fans, brands and their API keys."""

@@ -1,0 +1,148 @@
+"""The ``creatorpay`` command line: database, keys, servers, operations.
+
+Domains add their own groups (``ledger``, ``webhooks``, ``sandbox``) through ``COMMAND_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from payments.config import ConfigError, load_config
+
+
+@click.group()
+def cli() -> None:
+    """creatorpay: creator monetization and payments backend."""
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    from payments.migrate import upgrade
+
+    config = load_config()
+    upgrade(config.database_url, revision)
+    click.echo(f"database at {revision}: {_redact(config.database_url)}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (``base`` for an empty database)."""
+    from payments.migrate import downgrade
+
+    downgrade(load_config().database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+@cli.group()
+def admin() -> None:
+    """Operator tasks."""
+
+
+@admin.command("create-key")
+@click.option("--label", default=None, help="Who or what the key is for.")
+def admin_create_key(label: str | None) -> None:
+    """Create an admin API key and print it (it is shown this once)."""
+    from payments.auth import issue_key
+    from payments.db import db as database
+    from payments.db import session_scope
+
+    database.configure(load_config().database_url)
+    with session_scope() as session:
+        key = issue_key(session, "admin", None, label=label)
+    click.echo(key)
+
+
+@admin.command("revoke-key")
+@click.argument("key")
+def admin_revoke_key(key: str) -> None:
+    """Revoke an API key of any role."""
+    from payments.auth import revoke_key
+    from payments.db import db as database
+    from payments.db import session_scope
+
+    database.configure(load_config().database_url)
+    with session_scope() as session:
+        found = revoke_key(session, key)
+    if not found:
+        raise click.ClickException("no such key")
+    click.echo("revoked")
+
+
+@cli.command("serve")
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
+@click.option("--threads", default=4, show_default=True)
+def serve(workers: int, threads: int) -> None:
+    """Serve the API with gunicorn on 127.0.0.1:$CREATORPAY_PORT."""
+    from payments.devserver import gunicorn_argv
+
+    config = load_config()
+    argv = gunicorn_argv(config.port, workers, threads)
+    import os
+
+    os.execvp(argv[0], argv)  # noqa: S606 - replace this process with gunicorn
+
+
+@cli.command("dev", context_settings={"ignore_unknown_options": True})
+@click.option("--no-sandbox", is_flag=True, help="Talk to the Stripe API base configured instead.")
+@click.option("--no-migrate", is_flag=True)
+def dev(no_sandbox: bool, no_migrate: bool) -> None:
+    """Run the whole stack (sandbox, web, worker, beat) under one supervisor; Ctrl-C stops all."""
+    from payments.devserver import run_stack
+
+    sys.exit(run_stack(sandbox=not no_sandbox, migrate=not no_migrate))
+
+
+COMMAND_MODULES = (
+    "payments.ledger.cli",
+    "webhooks.cli",
+    "payments.sandbox.cli",
+)
+
+
+def _load_domain_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and name.startswith(exc.name):
+                continue
+            raise
+        for command in getattr(module, "commands", []):
+            cli.add_command(command)
+
+
+def register_app_commands(app: Any) -> None:
+    """Nothing extra on ``flask``'s CLI: ``creatorpay`` is the one command line."""
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        load_config()  # fail fast, in one line, on a bad environment
+        _load_domain_commands()
+        return cli.main(args=argv, prog_name="creatorpay", standalone_mode=True)
+    except ConfigError as exc:
+        click.echo(f"creatorpay: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""One configuration loader for the web app, the Celery worker and the CLI.
+
+Every setting comes from a ``CREATORPAY_*`` environment variable with an embedded default, so
+a fresh checkout runs with no services (SQLite database, SQLite-backed broker). A bad value
+raises ``ConfigError`` with one line that names the variable; entry points print that line
+and exit instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+PREFIX = "CREATORPAY_"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed; the message is one line for people."""
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str
+    broker_url: str
+    port: int = 5000
+    sandbox_port: int = 12111
+    stripe_secret_key: str = "sk_test_creatorpay_sandbox"
+    stripe_api_base: str | None = None
+    # More than one secret verifies webhooks while an endpoint secret is being rotated.
+    stripe_webhook_secrets: tuple[str, ...] = ()
+    # Platform fee taken from tips, subscriptions and deals (a rate; rounding via allocate()).
+    platform_fee_rate: Decimal = Decimal("0.10")
+    hold_days: int = 7
+    max_tip_amount: int = 1_000_000
+    var_dir: Path = field(default_factory=lambda: Path("var"))
+    # Read the business clock from the sandbox (``GET /_sandbox/clock``) when it is the API.
+    clock_url: str | None = None
+    testing: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def stripe_webhook_secret(self) -> str | None:
+        return self.stripe_webhook_secrets[0] if self.stripe_webhook_secrets else None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def with_overrides(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}={raw!r} is not a whole number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{PREFIX}{name}={value} is out of range ({lo}..{hi})")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    raw = env.get(PREFIX + name) or default
+    scheme = urlparse(raw).scheme.split("+")[0]
+    if scheme not in schemes:
+        raise ConfigError(
+            f"{PREFIX}{name}={raw!r} must be a URL starting with one of: "
+            + ", ".join(s + "://" for s in schemes)
+        )
+    return raw
+
+
+def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """Build the configuration from ``env`` (default: ``os.environ``) plus explicit overrides."""
+    env = os.environ if env is None else env
+    var_dir = Path(env.get(PREFIX + "VAR_DIR") or "var")
+    db_default = f"sqlite:///{(var_dir / 'creatorpay.sqlite3').resolve()}"
+    broker_default = f"sqla+sqlite:///{(var_dir / 'broker.sqlite3').resolve()}"
+    database_url = _url(env, "DATABASE_URL", db_default, ("sqlite", "postgresql", "postgres"))
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql://" + database_url[len("postgres://") :]
+    if database_url.startswith("postgresql://"):
+        # psycopg 3 is the driver we ship; SQLAlchemy would otherwise look for psycopg2.
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+    broker_url = _url(
+        env, "BROKER_URL", broker_default, ("sqla", "redis", "rediss", "amqp", "pyamqp", "memory")
+    )
+
+    api_base = env.get(PREFIX + "STRIPE_API_BASE") or None
+    if api_base is not None:
+        _url(env, "STRIPE_API_BASE", api_base, ("http", "https"))
+    secret_key = env.get(PREFIX + "STRIPE_SECRET_KEY") or "sk_test_creatorpay_sandbox"
+    if not secret_key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+        raise ConfigError(f"{PREFIX}STRIPE_SECRET_KEY must start with sk_test_ or sk_live_")
+    raw_secrets = env.get(PREFIX + "STRIPE_WEBHOOK_SECRET") or ""
+    secrets = tuple(s.strip() for s in raw_secrets.split(",") if s.strip())
+    for s in secrets:
+        if not s.startswith("whsec_"):
+            raise ConfigError(f"{PREFIX}STRIPE_WEBHOOK_SECRET values must start with whsec_")
+
+    raw_rate = env.get(PREFIX + "PLATFORM_FEE_RATE") or "0.10"
+    try:
+        rate = Decimal(raw_rate)
+    except InvalidOperation:
+        raise ConfigError(f"{PREFIX}PLATFORM_FEE_RATE={raw_rate!r} is not a decimal") from None
+    if not Decimal(0) <= rate < Decimal(1):
+        raise ConfigError(f"{PREFIX}PLATFORM_FEE_RATE={raw_rate} must be in [0, 1)")
+
+    clock_url = env.get(PREFIX + "CLOCK_URL") or None
+    if clock_url is None and api_base is not None and env.get(PREFIX + "SANDBOX_CLOCK", "1") != "0":
+        host = urlparse(api_base).hostname or ""
+        if host in ("127.0.0.1", "localhost", "::1"):
+            # A loopback Stripe is our sandbox: its clock is the business clock.
+            clock_url = api_base.rstrip("/") + "/_sandbox/clock"
+
+    config = Config(
+        database_url=database_url,
+        broker_url=broker_url,
+        port=_int(env, "PORT", 5000, 1, 65535),
+        sandbox_port=_int(env, "SANDBOX_PORT", 12111, 1, 65535),
+        stripe_secret_key=secret_key,
+        stripe_api_base=api_base,
+        stripe_webhook_secrets=secrets,
+        platform_fee_rate=rate,
+        hold_days=_int(env, "HOLD_DAYS", 7, 0, 365),
+        max_tip_amount=_int(env, "MAX_TIP_AMOUNT", 1_000_000, 1, 10**12),
+        var_dir=var_dir,
+        clock_url=clock_url,
+    )
+    return config.with_overrides(**overrides) if overrides else config

@@ -1,0 +1,76 @@
+"""Marshmallow fields and base schema shared by every domain's schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields
+
+from payments.money import CURRENCIES
+
+
+class StrictSchema(Schema):
+    """Unknown fields are a 400, never silently dropped."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class Amount(fields.Integer):
+    """A positive amount in minor units: a JSON integer and nothing else.
+
+    ``1500.0``, ``1.5e3``, ``true`` and ``"1500"`` are all refused; JSON decoding already
+    turns a fraction or exponent into a float, which we reject by type.
+    """
+
+    default_error_messages = {  # noqa: RUF012
+        "invalid": "Must be an integer amount in minor units (no fraction, exponent or string).",
+        "positive": "Must be greater than zero.",
+    }
+
+    def __init__(self, *, allow_zero: bool = False, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+        self.allow_zero = allow_zero
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if type(value) is not int:
+            raise self.make_error("invalid")
+        if value < 0 or (value == 0 and not self.allow_zero):
+            raise self.make_error("positive")
+        if value > 10**15:
+            raise ValidationError("Amount is too large.")
+        return value
+
+
+class CurrencyCode(fields.String):
+    """An ISO 4217 code we support, accepted in any case, always lowercase inside."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str):
+            raise ValidationError("Must be an ISO 4217 currency code.")
+        code = value.strip().lower()
+        if code not in CURRENCIES:
+            raise ValidationError(f"Unsupported currency {value!r}.")
+        return code
+
+
+class CountryCode(fields.String):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str) or len(value) != 2 or not value.isalpha():
+            raise ValidationError("Must be an ISO 3166 alpha-2 country code.")
+        return value.upper()
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    param = fields.String()
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class ListQuerySchema(StrictSchema):
+    limit = fields.Integer(load_default=20, validate=lambda n: 1 <= n <= 100)
+    starting_after = fields.String()

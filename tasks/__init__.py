@@ -1,0 +1,53 @@
+"""The Celery application and its thin tasks.
+
+Tasks take ids, open one ``session_scope()``, call one service function and let it commit.
+The engine is created lazily per process (after the prefork worker forks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from payments.config import load_config
+from payments.db import db
+
+app = Celery("creatorpay")
+app.config_from_object("celeryconfig")
+
+
+def configure(broker_url: str | None = None, database_url: str | None = None) -> Celery:
+    """Point the app at another broker/database (tests); defaults come from the environment."""
+    config = load_config()
+    app.conf.broker_url = broker_url or config.broker_url
+    db.configure(database_url or config.database_url)
+    return app
+
+
+@worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    # The parent may have opened a pool before forking; never share it across processes.
+    db.dispose()
+    config = load_config()
+    db.configure(config.database_url)
+
+
+db.configure(load_config().database_url)
+
+
+def _register_tasks() -> None:
+    """Import every task module so the worker knows their names."""
+    import importlib
+
+    for module in ("tasks.health", "tasks.webhooks", "tasks.ledger", "tasks.payouts",
+                   "tasks.statements", "tasks.subscriptions", "tasks.deals"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+_register_tasks()
