@@ -78,6 +78,8 @@ class Database:
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._factory: sessionmaker[Session] | None = None
+        # Tests bind every session to one connection inside an outer transaction.
+        self._bound: Any = None
 
     def configure(self, url: str) -> None:
         if url != self.url:
@@ -99,7 +101,17 @@ class Database:
                     self._pid = os.getpid()
         return self._engine
 
+    def bind_to(self, connection: Any) -> None:
+        """Make every session join ``connection`` through a savepoint (tests), or stop."""
+        self._bound = connection
+
     def session(self) -> Session:
+        if self._bound is not None:
+            return Session(
+                bind=self._bound,
+                join_transaction_mode="create_savepoint",
+                expire_on_commit=False,
+            )
         self.engine  # noqa: B018 - ensures the factory exists for this process
         assert self._factory is not None
         return self._factory()

@@ -1,0 +1,170 @@
+"""Test fixtures shared by every layer.
+
+The database is SQLite by default, PostgreSQL when ``CREATORPAY_TEST_DATABASE_URL`` is set (the
+session makes its own throw-away database there, so parallel runs never collide). The broker is
+kombu's SQLite transport by default, ``CREATORPAY_TEST_BROKER_URL`` (Redis in CI) otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from payments.config import Config, load_config
+from payments.db import db
+
+pytest_plugins = [
+    f"tests.fixtures.{path.stem}"
+    for path in sorted((Path(__file__).parent / "fixtures").glob("*.py"))
+    if path.stem != "__init__"
+]
+
+TEST_DB_URL = os.environ.get("CREATORPAY_TEST_DATABASE_URL")
+TEST_BROKER_URL = os.environ.get("CREATORPAY_TEST_BROKER_URL")
+ON_POSTGRES = bool(TEST_DB_URL)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if ON_POSTGRES:
+        return
+    # PostgreSQL-only behaviour (row locks, triggers, pg_terminate_backend) runs in that leg.
+    kept, left_out = [], []
+    for item in items:
+        (left_out if item.get_closest_marker("postgres") else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+        config._creatorpay_left_out = len(left_out)  # type: ignore[attr-defined]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    left_out = getattr(config, "_creatorpay_left_out", 0)
+    if left_out:
+        terminalreporter.write_line(
+            f"SQLite leg: left out {left_out} PostgreSQL-only tests "
+            "(set CREATORPAY_TEST_DATABASE_URL to run them)"
+        )
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="creatorpay-test-") as d:
+        yield Path(d)
+
+
+def _create_pg_database(admin_url: str) -> tuple[str, str]:
+    name = f"creatorpay_test_{secrets.token_hex(4)}"
+    url = make_url(admin_url).set(drivername="postgresql+psycopg")
+    engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return url.set(database=name).render_as_string(hide_password=False), name
+
+
+def _drop_pg_database(admin_url: str, name: str) -> None:
+    url = make_url(admin_url).set(drivername="postgresql+psycopg", database="postgres")
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_root: Path) -> Iterator[str]:
+    if TEST_DB_URL:
+        url, name = _create_pg_database(TEST_DB_URL)
+        yield url
+        db.dispose()
+        _drop_pg_database(TEST_DB_URL, name)
+    else:
+        yield f"sqlite:///{tmp_root / 'test.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def broker_url(tmp_root: Path) -> str:
+    return TEST_BROKER_URL or f"sqla+sqlite:///{tmp_root / 'broker.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url: str) -> str:
+    """``alembic upgrade head`` once per session: this also tests the migrations."""
+    from payments.migrate import upgrade
+
+    upgrade(database_url)
+    db.configure(database_url)
+    return database_url
+
+
+@pytest.fixture(scope="session")
+def base_config(migrated: str, broker_url: str, tmp_root: Path) -> Config:
+    env = {
+        "CREATORPAY_DATABASE_URL": migrated,
+        "CREATORPAY_BROKER_URL": broker_url,
+        "CREATORPAY_VAR_DIR": str(tmp_root / "var"),
+        "CREATORPAY_STRIPE_WEBHOOK_SECRET": "whsec_test_" + secrets.token_hex(8),
+    }
+    return load_config(env, testing=True)
+
+
+@pytest.fixture
+def db_session(base_config: Config) -> Iterator[Any]:
+    """A session inside an outer transaction that is rolled back after the test.
+
+    Every session the code under test opens (``db.session()``) joins the same connection
+    through a savepoint, so ``commit()`` works and still leaves nothing behind.
+    """
+    connection = db.engine.connect()
+    outer = connection.begin()
+    db.bind_to(connection)
+    session = db.session()
+    try:
+        yield session
+    finally:
+        session.close()
+        db.bind_to(None)
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def app(base_config: Config, db_session: Any) -> Any:
+    from payments import create_app
+
+    return create_app(base_config)
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+def truncate_all() -> None:
+    """Empty every table (tests whose commits other processes must see)."""
+    from payments.models import metadata
+
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+            conn.execute(text(f"SET session_replication_role = replica"))
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            conn.execute(text("SET session_replication_role = DEFAULT"))
+        else:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def committed_db(base_config: Config) -> Iterator[Config]:
+    """Real commits, visible to workers and servers in other threads or processes."""
+    db.bind_to(None)
+    yield base_config
+    truncate_all()
