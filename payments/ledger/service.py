@@ -1,0 +1,1318 @@
+"""The ledger's one way in (``post`` / ``post_many``) and everything that reads it.
+
+Sign convention: **positive = debit, negative = credit**; each journal's entries sum to zero per
+currency. Creator accounts are credit-normal liabilities, so what the platform owes a creator
+is stored negative; ``creator_balances`` and ``creator_ledger`` answer positive numbers.
+
+Services take the session first, may flush, never commit. A ``post`` that raises has written
+nothing when it raised for bad input (checked before any statement); when the database refuses
+(a non-negative account would go negative, ``InsufficientBalance``) the transaction must be
+rolled back by the caller, as with any failed flush.
+
+Concurrency (PostgreSQL):
+
+* Journal keys are unique: ``INSERT ... ON CONFLICT (key) DO NOTHING``; a second poster of the
+  same key waits for the first to commit, then loads and compares the existing journal.
+* Creator (running) accounts are updated in the posting transaction, in account-id order, and
+  their entry ids are drawn *after* the row lock, so per account the entry-id order is the
+  order of ``balance_after``.
+* Platform accounts are never updated while posting. Their balance is a checkpoint plus newer
+  entries. A posting holds a shared transaction-level advisory lock from its first statement;
+  ``checkpoint`` briefly takes the same lock exclusively to read a horizon below which every
+  entry is committed, so no late-committing entry can slip under a checkpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import event, select, text, tuple_
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, SessionTransaction
+
+from payments.clock import now_ts
+from payments.db import insert_ignoring_conflicts
+from payments.errors import Conflict, InsufficientBalance, InvalidRequest, NotFound
+from payments.ledger.models import PLATFORM_OWNER_ID, LedgerAccount
+from payments.money import CURRENCIES
+
+PLATFORM = "platform"
+CREATOR = "creator"
+
+# Advisory lock keys (PostgreSQL): postings share POST_LOCK; checkpoint takes it exclusively.
+POST_LOCK = 0x1ED6E7_0001
+MATURE_LOCK = 0x1ED6E7_0002
+CHECKPOINT_LOCK = 0x1ED6E7_0003
+MAX_AMOUNT = 10**17  # keeps every sum far inside BIGINT
+SECONDS_PER_DAY = 86_400
+
+# Journal kinds in use; any snake_case word up to 32 characters is accepted.
+KINDS = (
+    "tip",
+    "subscription_payment",
+    "deal_funding",
+    "deal_release",
+    "refund",
+    "dispute",
+    "fee",
+    "payout",
+    "reversal",
+    "maturation",
+    "adjustment",
+)
+_KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+@dataclass(frozen=True, slots=True)
+class PurposeRule:
+    normal: str  # "debit" | "credit"
+    allow_negative: bool
+
+
+# The platform's shared accounts (checkpointed, never row-locked by postings).
+PLATFORM_PURPOSES: dict[str, PurposeRule] = {
+    "stripe_balance": PurposeRule("debit", True),  # asset: what Stripe holds for us
+    "processor_fees": PurposeRule("debit", True),  # expense: Stripe's fees
+    "platform_revenue": PurposeRule("credit", True),  # income: platform fees
+    "deal_escrow": PurposeRule("credit", True),  # liability: brand money held (if pooled)
+    "refunds_and_disputes": PurposeRule("debit", True),  # clearing
+    "payouts_in_transit": PurposeRule("debit", True),  # clearing: transfers not yet paid out
+    "payouts_paid": PurposeRule("debit", True),  # memo: mirror of the creators' paid_out
+}
+# Per creator (running balance on the row). What the platform owes = pending+available+reserved.
+CREATOR_PURPOSES: dict[str, PurposeRule] = {
+    "pending": PurposeRule("credit", True),  # inside the hold period
+    "available": PurposeRule("credit", True),  # payable; negative after a late dispute/refund
+    "reserved": PurposeRule("credit", False),  # held against refunds and disputes
+    "in_transit": PurposeRule("credit", False),  # payout on its way
+    "paid_out": PurposeRule("credit", False),  # cumulative, memo
+    "deal_escrow": PurposeRule("credit", False),  # this creator's deals' escrow
+}
+OWNER_PURPOSES = {PLATFORM: PLATFORM_PURPOSES, CREATOR: CREATOR_PURPOSES}
+BALANCE_PURPOSES = ("pending", "available", "reserved", "in_transit", "paid_out")
+
+
+class InvalidPosting(InvalidRequest):
+    """A journal the ledger refuses before writing anything (a bug in the caller)."""
+
+    code = "invalid_posting"
+
+
+class JournalKeyReused(Conflict):
+    code = "journal_key_reused"
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRef:
+    """Names an account; resolved (and created if missing) inside ``post``."""
+
+    owner_kind: str
+    owner_id: int
+    purpose: str
+    currency: str
+
+
+def creator_account(creator_id: int, purpose: str, currency: str) -> AccountRef:
+    return AccountRef(CREATOR, creator_id, purpose, currency)
+
+
+def platform_account(purpose: str, currency: str) -> AccountRef:
+    return AccountRef(PLATFORM, PLATFORM_OWNER_ID, purpose, currency)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """A resolved account (immutable attributes only; balances are read separately)."""
+
+    id: int
+    owner_kind: str
+    owner_id: int
+    purpose: str
+    currency: str
+    normal: str
+    allow_negative: bool
+    running: bool
+
+    @property
+    def ref(self) -> AccountRef:
+        return AccountRef(self.owner_kind, self.owner_id, self.purpose, self.currency)
+
+    @property
+    def name(self) -> str:
+        owner = PLATFORM if self.owner_kind == PLATFORM else f"creator:{self.owner_id}"
+        return f"{owner}:{self.purpose}:{self.currency}"
+
+
+AccountLike = AccountRef | AccountInfo | LedgerAccount
+
+_CACHE = "ledger.accounts"
+_ACCOUNT_COLS = (
+    LedgerAccount.id,
+    LedgerAccount.owner_kind,
+    LedgerAccount.owner_id,
+    LedgerAccount.purpose,
+    LedgerAccount.currency,
+    LedgerAccount.normal,
+    LedgerAccount.allow_negative,
+    LedgerAccount.running,
+)
+
+
+def _cache(session: Session) -> dict[Any, AccountInfo]:
+    cache: dict[Any, AccountInfo] = session.info.setdefault(_CACHE, {})
+    return cache
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_accounts(session: Session, _previous: SessionTransaction) -> None:
+    # Ids cached inside a transaction that rolled back may not exist any more.
+    session.info.pop(_CACHE, None)
+
+
+def _check_ref(ref: AccountRef) -> None:
+    rules = OWNER_PURPOSES.get(ref.owner_kind)
+    if rules is None:
+        raise InvalidPosting(f"Unknown account owner {ref.owner_kind!r}.", code="unknown_owner")
+    if ref.purpose not in rules:
+        raise InvalidPosting(
+            f"Unknown {ref.owner_kind} account purpose {ref.purpose!r}.", code="unknown_purpose"
+        )
+    if ref.currency not in CURRENCIES:
+        raise InvalidPosting(f"Unsupported currency {ref.currency!r}.", code="unknown_currency")
+    if type(ref.owner_id) is not int or (ref.owner_kind == PLATFORM) != (ref.owner_id == 0):
+        raise InvalidPosting(f"Bad owner id {ref.owner_id!r}.", code="unknown_owner")
+
+
+def _info_from_row(row: Any) -> AccountInfo:
+    return AccountInfo(
+        int(row[0]), row[1], int(row[2]), row[3], row[4], row[5], bool(row[6]), bool(row[7])
+    )
+
+
+def _remember(session: Session, info: AccountInfo) -> AccountInfo:
+    cache = _cache(session)
+    cache[info.ref] = info
+    cache[info.id] = info
+    return info
+
+
+def resolve_accounts(session: Session, refs: Iterable[AccountRef]) -> dict[AccountRef, AccountInfo]:
+    """Look accounts up by name, creating missing ones race-safely (insert-on-conflict)."""
+    cache = _cache(session)
+    wanted = {ref for ref in refs}
+    missing = [ref for ref in wanted if ref not in cache]
+    for ref in missing:
+        _check_ref(ref)
+    if missing:
+        _load_refs(session, missing)
+        still = [ref for ref in missing if ref not in cache]
+        if still:
+            now = now_ts()
+            rows = []
+            for ref in still:
+                rule = OWNER_PURPOSES[ref.owner_kind][ref.purpose]
+                rows.append(
+                    {
+                        "owner_kind": ref.owner_kind,
+                        "owner_id": ref.owner_id,
+                        "purpose": ref.purpose,
+                        "currency": ref.currency,
+                        "normal": rule.normal,
+                        "allow_negative": rule.allow_negative,
+                        "running": ref.owner_kind != PLATFORM,
+                        "balance": 0,
+                        "last_entry_id": 0,
+                        "created": now,
+                    }
+                )
+            stmt = insert_ignoring_conflicts(
+                session,
+                LedgerAccount.__table__,  # type: ignore[arg-type]
+                ["owner_kind", "owner_id", "purpose", "currency"],
+            )
+            session.connection().execute(stmt, rows)
+            _load_refs(session, still)
+    return {ref: cache[ref] for ref in wanted}
+
+
+def _load_refs(session: Session, refs: Sequence[AccountRef]) -> None:
+    key = tuple_(
+        LedgerAccount.owner_kind, LedgerAccount.owner_id, LedgerAccount.purpose,
+        LedgerAccount.currency,
+    )
+    for i in range(0, len(refs), 500):
+        chunk = [(r.owner_kind, r.owner_id, r.purpose, r.currency) for r in refs[i : i + 500]]
+        for row in session.connection().execute(select(*_ACCOUNT_COLS).where(key.in_(chunk))):
+            _remember(session, _info_from_row(row))
+
+
+def account_for(
+    session: Session, owner_kind: str, owner_id: int | None, purpose: str, currency: str
+) -> AccountInfo:
+    """The account ``(owner, purpose, currency)``, created if it does not exist yet."""
+    ref = AccountRef(owner_kind, PLATFORM_OWNER_ID if owner_id is None else owner_id, purpose,
+                     currency.lower())
+    return resolve_accounts(session, [ref])[ref]
+
+
+def account_by_id(session: Session, account_id: int) -> AccountInfo:
+    cache = _cache(session)
+    if account_id in cache:
+        return cache[account_id]
+    row = session.connection().execute(
+        select(*_ACCOUNT_COLS).where(LedgerAccount.id == account_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"No ledger account {account_id}.", code="account_not_found")
+    return _remember(session, _info_from_row(row))
+
+
+def _as_info(session: Session, account: AccountLike) -> AccountInfo:
+    if isinstance(account, AccountInfo):
+        return account
+    if isinstance(account, AccountRef):
+        return resolve_accounts(session, [account])[account]
+    return account_by_id(session, account.id)
+
+
+# --------------------------------------------------------------------------- journals
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One side of a journal: ``amount`` > 0 debits the account, < 0 credits it."""
+
+    account: AccountLike
+    amount: int
+    currency: str | None = None  # optional; must match the account's currency when given
+
+
+def debit(account: AccountLike, amount: int) -> Leg:
+    _positive(amount)
+    return Leg(account, amount)
+
+
+def credit(account: AccountLike, amount: int) -> Leg:
+    _positive(amount)
+    return Leg(account, -amount)
+
+
+def _positive(amount: int) -> None:
+    if type(amount) is not int or amount <= 0:
+        raise InvalidPosting(f"Amount must be a positive int, got {amount!r}.",
+                             code="invalid_amount")
+
+
+Source = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalSpec:
+    """One journal for ``post_many``."""
+
+    key: str
+    kind: str
+    legs: Sequence[Leg]
+    source: Source | None = None
+    effective_at: int | None = None
+    reverses_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostedJournal:
+    id: int
+    key: str
+    kind: str
+    source_type: str | None
+    source_id: str | None
+    effective_at: int
+    reverses_id: int | None
+    legs: tuple[tuple[int, int], ...]  # (account id, amount), in posting order
+    new: bool  # False when the key existed and this is the first journal, returned again
+
+    @property
+    def public_id(self) -> str:
+        return public_id("jr", self.id)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    spec: JournalSpec
+    effective_at: int
+    source_type: str | None
+    source_id: str | None
+    legs: list[tuple[AccountInfo, int]] = field(default_factory=list)
+
+    def same_as(self, other: PostedJournal | _Prepared) -> bool:
+        mine = sorted((a.id, amt) for a, amt in self.legs)
+        if isinstance(other, _Prepared):
+            theirs = sorted((a.id, amt) for a, amt in other.legs)
+            kind, reverses = other.spec.kind, other.spec.reverses_id
+            src = (other.source_type, other.source_id)
+        else:
+            theirs = sorted(other.legs)
+            kind, reverses, src = other.kind, other.reverses_id, (other.source_type,
+                                                                  other.source_id)
+        return (
+            mine == theirs
+            and kind == self.spec.kind
+            and reverses == self.spec.reverses_id
+            and src == (self.source_type, self.source_id)
+        )
+
+
+def post(
+    session: Session,
+    key: str,
+    kind: str,
+    legs: Sequence[Leg],
+    *,
+    source: Source | None = None,
+    effective_at: int | None = None,
+    reverses_id: int | None = None,
+) -> PostedJournal:
+    """Write one balanced journal, idempotently on ``key``.
+
+    The same key again with the same kind, legs and source returns the first journal
+    (``new=False``) and writes nothing; with anything different raises ``JournalKeyReused``.
+    """
+    spec = JournalSpec(key, kind, legs, source, effective_at, reverses_id)
+    return post_many(session, [spec])[0]
+
+
+def post_many(session: Session, journals: Sequence[JournalSpec]) -> list[PostedJournal]:
+    """Write many journals in one transaction: one multi-row statement per table.
+
+    Same guarantees as ``post`` for each journal; the answer is in the order given.
+    """
+    if not journals:
+        return []
+    refs: set[AccountRef] = set()
+    for spec in journals:
+        _check_shape(spec)
+        for leg in spec.legs:
+            if isinstance(leg.account, AccountRef):
+                refs.add(leg.account)
+    if refs:
+        resolve_accounts(session, refs)
+    prepared = [_prepare(session, spec) for spec in journals]
+
+    # Duplicate keys inside the batch: the first is written, the rest must match it.
+    first_by_key: dict[str, _Prepared] = {}
+    for p in prepared:
+        seen = first_by_key.get(p.spec.key)
+        if seen is None:
+            first_by_key[p.spec.key] = p
+        elif not p.same_as(seen):
+            raise JournalKeyReused(
+                f"Journal key {p.spec.key!r} used twice with different legs.", param="key"
+            )
+    unique = list(first_by_key.values())
+    conn = session.connection()
+    pg = conn.dialect.name == "postgresql"
+    single = len(unique) == 1
+    inserted = _insert_journals(conn, unique, pg, single)
+
+    results: dict[str, PostedJournal] = {}
+    existing_keys = [p.spec.key for p in unique if p.spec.key not in inserted]
+    if existing_keys:
+        for posted in _load_journals(conn, existing_keys):
+            p = first_by_key[posted.key]
+            if not p.same_as(posted):
+                raise JournalKeyReused(
+                    f"Journal key {posted.key!r} was already posted with different legs.",
+                    param="key",
+                )
+            results[posted.key] = posted
+    new = [p for p in unique if p.spec.key in inserted]
+    if new:
+        for posted in _write_entries(conn, new, inserted, pg, single):
+            results[posted.key] = posted
+    out: list[PostedJournal] = []
+    for p in prepared:
+        posted = results[p.spec.key]
+        if posted.new and first_by_key[p.spec.key] is not p:
+            posted = replace(posted, new=False)  # a repeat inside the batch
+        out.append(posted)
+    return out
+
+
+def _check_shape(spec: JournalSpec) -> None:
+    if not isinstance(spec.key, str) or not 0 < len(spec.key) <= 255:
+        raise InvalidPosting("A journal key is a string of 1-255 characters.", code="invalid_key")
+    if not isinstance(spec.kind, str) or not _KIND_RE.match(spec.kind):
+        raise InvalidPosting(f"Bad journal kind {spec.kind!r}.", code="invalid_kind")
+    if len(spec.legs) < 2:
+        raise InvalidPosting("A journal needs at least two legs.", code="too_few_legs")
+    for leg in spec.legs:
+        if not isinstance(leg, Leg):
+            raise InvalidPosting(f"Not a Leg: {leg!r}.", code="invalid_leg")
+        if type(leg.amount) is not int:
+            raise InvalidPosting(
+                f"Leg amounts are int minor units, got {type(leg.amount).__name__}.",
+                code="invalid_amount",
+            )
+        if leg.amount == 0 or abs(leg.amount) > MAX_AMOUNT:
+            raise InvalidPosting(f"Bad leg amount {leg.amount}.", code="invalid_amount")
+    if spec.effective_at is not None and type(spec.effective_at) is not int:
+        raise InvalidPosting("effective_at is unix seconds (int).", code="invalid_effective_at")
+    if spec.source is not None and not (
+        isinstance(spec.source, tuple)
+        and len(spec.source) == 2
+        and all(isinstance(s, str) and s for s in spec.source)
+        and len(spec.source[0]) <= 32
+        and len(spec.source[1]) <= 255
+    ):
+        raise InvalidPosting("source is a (type, id) pair of strings.", code="invalid_source")
+
+
+def _prepare(session: Session, spec: JournalSpec) -> _Prepared:
+    p = _Prepared(
+        spec,
+        now_ts() if spec.effective_at is None else spec.effective_at,
+        spec.source[0] if spec.source else None,
+        spec.source[1] if spec.source else None,
+    )
+    sums: dict[str, int] = defaultdict(int)
+    seen: set[int] = set()
+    for leg in spec.legs:
+        info = _as_info(session, leg.account)
+        if leg.currency is not None and leg.currency != info.currency:
+            raise InvalidPosting(
+                f"A {leg.currency} leg on {info.name}, which holds {info.currency}.",
+                code="currency_mismatch",
+            )
+        if info.id in seen:
+            raise InvalidPosting(
+                f"{info.name} appears twice in journal {spec.key!r}; net the legs.",
+                code="duplicate_account",
+            )
+        seen.add(info.id)
+        sums[info.currency] += leg.amount
+        p.legs.append((info, leg.amount))
+    unbalanced = {c: s for c, s in sums.items() if s != 0}
+    if unbalanced:
+        raise InvalidPosting(
+            f"Journal {spec.key!r} does not balance: {unbalanced}.", code="unbalanced_journal"
+        )
+    return p
+
+
+def _insert_journals(
+    conn: Connection, unique: list[_Prepared], pg: bool, single: bool
+) -> dict[str, tuple[int, list[int]]]:
+    """Insert the journals that are new; answer {key: (journal id, pre-drawn entry ids)}."""
+    created = now_ts()
+    out: dict[str, tuple[int, list[int]]] = {}
+    for start in range(0, len(unique), 2000):
+        chunk = unique[start : start + 2000]
+        params: dict[str, Any] = {}
+        rows = []
+        for i, p in enumerate(chunk):
+            params.update({
+                f"k{i}": p.spec.key, f"t{i}": p.spec.kind, f"st{i}": p.source_type,
+                f"si{i}": p.source_id, f"e{i}": p.effective_at, f"r{i}": p.spec.reverses_id,
+                f"n{i}": len(p.legs),
+            })
+            if pg:
+                rows.append(
+                    f"(CAST(:k{i} AS VARCHAR), CAST(:t{i} AS VARCHAR), CAST(:st{i} AS VARCHAR), "
+                    f"CAST(:si{i} AS VARCHAR), CAST(:e{i} AS BIGINT), CAST(:r{i} AS BIGINT), "
+                    f"CAST(:n{i} AS INTEGER))"
+                )
+            else:
+                rows.append(f"(:k{i}, :t{i}, :st{i}, :si{i}, :e{i}, :c, :r{i}, :n{i})")
+        params["c"] = created
+        cols = "key, kind, source_type, source_id, effective_at, created, reverses_id, leg_count"
+        if pg:
+            params["lock"] = POST_LOCK
+            # In a single journal the platform legs' entry ids are drawn here (they need no
+            # row lock); the creator legs' ids are drawn under their row lock below.
+            extra = ""
+            if single:
+                params["np"] = sum(1 for a, _ in chunk[0].legs if not a.running)
+                extra = (", ARRAY(SELECT nextval('ledger_entries_id_seq') "
+                         "FROM generate_series(1, :np))")
+            sql = (
+                f"INSERT INTO ledger_journals ({cols}) "
+                "SELECT v.key, v.kind, v.source_type, v.source_id, v.effective_at, "
+                "CAST(:c AS BIGINT), v.reverses_id, v.leg_count "
+                f"FROM (VALUES {', '.join(rows)}) AS v(key, kind, source_type, source_id, "
+                "effective_at, reverses_id, leg_count), "
+                "(SELECT pg_advisory_xact_lock_shared(CAST(:lock AS BIGINT))) AS lk "
+                f"WHERE true ON CONFLICT (key) DO NOTHING RETURNING id, key{extra}"
+            )
+        else:
+            sql = (f"INSERT INTO ledger_journals ({cols}) VALUES {', '.join(rows)} "
+                   "ON CONFLICT (key) DO NOTHING RETURNING id, key")
+        try:
+            result = conn.execute(text(sql), params)
+        except IntegrityError as exc:
+            if "reverses_id" in str(exc.orig):
+                raise Conflict("That journal is already reversed.",
+                               code="journal_already_reversed") from None
+            raise
+        for row in result:
+            out[row[1]] = (int(row[0]), list(row[2]) if len(row) > 2 and row[2] else [])
+    return out
+
+
+def _write_entries(
+    conn: Connection,
+    new: list[_Prepared],
+    inserted: dict[str, tuple[int, list[int]]],
+    pg: bool,
+    single: bool,
+) -> list[PostedJournal]:
+    # Flatten: (journal idx, account, amount); ids and balance_after filled below.
+    flat: list[tuple[int, AccountInfo, int]] = [
+        (ji, info, amount) for ji, p in enumerate(new) for info, amount in p.legs
+    ]
+    ids: list[int] = [0] * len(flat)
+    after: list[int | None] = [None] * len(flat)
+    by_account: dict[int, list[int]] = defaultdict(list)
+    for idx, (_, info, _amt) in enumerate(flat):
+        if info.running:
+            by_account[info.id].append(idx)
+    running_ids = sorted(by_account)
+
+    try:
+        if not pg:
+            # SQLite: writers are serialised (BEGIN IMMEDIATE), so ids are simply max + 1.
+            base = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM ledger_entries")).scalar()
+            ids = list(range(int(base or 0) + 1, int(base or 0) + 1 + len(flat)))
+            _update_running(conn, flat, ids, after, by_account, running_ids, pg=False)
+        elif single and all(len(v) == 1 for v in by_account.values()):
+            # post(): one UPDATE per creator account, in id order, drawing its entry id under
+            # the row lock; the platform legs' ids came with the journal insert.
+            pre = iter(inserted[new[0].spec.key][1])
+            for idx, (_, info, _amt) in enumerate(flat):
+                if not info.running:
+                    ids[idx] = next(pre)
+            for acc in running_ids:
+                idx = by_account[acc][0]
+                row = conn.execute(
+                    text("UPDATE ledger_accounts SET balance = balance + :d, "
+                         "last_entry_id = nextval('ledger_entries_id_seq') "
+                         "WHERE id = :id RETURNING balance, last_entry_id"),
+                    {"d": flat[idx][2], "id": acc},
+                ).one()
+                after[idx] = int(row[0])
+                ids[idx] = int(row[1])
+        else:
+            if running_ids:
+                conn.execute(
+                    text("SELECT id FROM ledger_accounts WHERE id IN :ids ORDER BY id FOR UPDATE")
+                    .bindparams(_expanding("ids")),
+                    {"ids": running_ids},
+                )
+            # Drawn after the row locks: per account, id order is balance_after order.
+            ids = [
+                int(r[0])
+                for r in conn.execute(
+                    text("SELECT nextval('ledger_entries_id_seq') FROM generate_series(1, :n)"),
+                    {"n": len(flat)},
+                )
+            ]
+            _update_running(conn, flat, ids, after, by_account, running_ids, pg=True)
+    except IntegrityError as exc:
+        if "non_negative" in str(exc.orig):
+            raise InsufficientBalance(
+                "The posting would take a non-negative account below zero; roll back.",
+            ) from None
+        raise
+
+    for start in range(0, len(flat), 5000):
+        params: dict[str, Any] = {}
+        rows = []
+        for i in range(start, min(start + 5000, len(flat))):
+            ji, info, amount = flat[i]
+            params.update({
+                f"i{i}": ids[i], f"j{i}": inserted[new[ji].spec.key][0], f"a{i}": info.id,
+                f"m{i}": amount, f"c{i}": info.currency, f"b{i}": after[i],
+            })
+            rows.append(f"(:i{i}, :j{i}, :a{i}, :m{i}, :c{i}, :b{i})")
+        conn.execute(
+            text("INSERT INTO ledger_entries (id, journal_id, account_id, amount, currency, "
+                 f"balance_after) VALUES {', '.join(rows)}"),
+            params,
+        )
+
+    out = []
+    for p in new:
+        jid = inserted[p.spec.key][0]
+        out.append(PostedJournal(
+            jid, p.spec.key, p.spec.kind, p.source_type, p.source_id, p.effective_at,
+            p.spec.reverses_id, tuple((a.id, amt) for a, amt in p.legs), True,
+        ))
+    return out
+
+
+def _expanding(name: str) -> Any:
+    from sqlalchemy import bindparam
+
+    return bindparam(name, expanding=True)
+
+
+def _update_running(
+    conn: Connection,
+    flat: list[tuple[int, AccountInfo, int]],
+    ids: list[int],
+    after: list[int | None],
+    by_account: dict[int, list[int]],
+    running_ids: list[int],
+    *,
+    pg: bool,
+) -> None:
+    """Apply the batch's deltas to the creator accounts; fill each entry's balance_after."""
+    if not running_ids:
+        return
+    deltas = {acc: sum(flat[i][2] for i in by_account[acc]) for acc in running_ids}
+    last = {acc: max(ids[i] for i in by_account[acc]) for acc in running_ids}
+    balances: dict[int, int] = {}
+    if len(running_ids) <= 2:
+        for acc in running_ids:
+            balances[acc] = int(conn.execute(
+                text("UPDATE ledger_accounts SET balance = balance + :d, last_entry_id = :e "
+                     "WHERE id = :id RETURNING balance"),
+                {"d": deltas[acc], "e": last[acc], "id": acc},
+            ).scalar_one())
+    else:
+        params: dict[str, Any] = {}
+        rows = []
+        for n, acc in enumerate(running_ids):
+            params.update({f"a{n}": acc, f"d{n}": deltas[acc], f"e{n}": last[acc]})
+            cast = "CAST(:{p} AS BIGINT)" if pg else ":{p}"
+            rows.append("(" + ", ".join(cast.format(p=f"{x}{n}") for x in "ade") + ")")
+        sql = (f"WITH v(id, d, e) AS (VALUES {', '.join(rows)}) "
+               "UPDATE ledger_accounts SET balance = ledger_accounts.balance + v.d, "
+               "last_entry_id = v.e FROM v WHERE ledger_accounts.id = v.id "
+               "RETURNING ledger_accounts.id, ledger_accounts.balance")
+        for row in conn.execute(text(sql), params):
+            balances[int(row[0])] = int(row[1])
+    for acc in running_ids:
+        running = balances[acc] - deltas[acc]
+        for i in by_account[acc]:
+            running += flat[i][2]
+            after[i] = running
+
+
+def _load_journals(conn: Connection, keys: Sequence[str]) -> list[PostedJournal]:
+    jrows = conn.execute(
+        text("SELECT id, key, kind, source_type, source_id, effective_at, reverses_id "
+             "FROM ledger_journals WHERE key IN :keys").bindparams(_expanding("keys")),
+        {"keys": list(keys)},
+    ).all()
+    return _with_legs(conn, jrows)
+
+
+def _with_legs(conn: Connection, jrows: Sequence[Any]) -> list[PostedJournal]:
+    if not jrows:
+        return []
+    legs: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for r in conn.execute(
+        text("SELECT journal_id, account_id, amount FROM ledger_entries "
+             "WHERE journal_id IN :ids ORDER BY id").bindparams(_expanding("ids")),
+        {"ids": [r[0] for r in jrows]},
+    ):
+        legs[int(r[0])].append((int(r[1]), int(r[2])))
+    return [
+        PostedJournal(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]),
+                      None if r[6] is None else int(r[6]), tuple(legs[int(r[0])]), False)
+        for r in jrows
+    ]
+
+
+def get_journal(session: Session, journal_id: int) -> PostedJournal:
+    rows = session.connection().execute(
+        text("SELECT id, key, kind, source_type, source_id, effective_at, reverses_id "
+             "FROM ledger_journals WHERE id = :id"),
+        {"id": journal_id},
+    ).all()
+    if not rows:
+        raise NotFound(f"No journal {journal_id}.", code="journal_not_found")
+    return _with_legs(session.connection(), rows)[0]
+
+
+def journal_by_key(session: Session, key: str) -> PostedJournal | None:
+    found = _load_journals(session.connection(), [key])
+    return found[0] if found else None
+
+
+def reverse(
+    session: Session,
+    journal_id: int,
+    *,
+    key: str | None = None,
+    kind: str = "reversal",
+    effective_at: int | None = None,
+) -> PostedJournal:
+    """Post the mirror image of a journal, linked to it (one reversal per journal).
+
+    Idempotent: reversing an already reversed journal returns the existing reversal.
+    """
+    original = get_journal(session, journal_id)
+    conn = session.connection()
+    prior = conn.execute(
+        text("SELECT id, key, kind, source_type, source_id, effective_at, reverses_id "
+             "FROM ledger_journals WHERE reverses_id = :id"),
+        {"id": journal_id},
+    ).all()
+    if prior:
+        return _with_legs(conn, prior)[0]
+    legs = [Leg(account_by_id(session, acc), -amount) for acc, amount in original.legs]
+    source = (
+        (original.source_type, original.source_id)
+        if original.source_type and original.source_id
+        else None
+    )
+    return post(
+        session,
+        key or f"reversal:{original.key}"[:255],
+        kind,
+        legs,
+        source=source,
+        effective_at=effective_at,
+        reverses_id=journal_id,
+    )
+
+
+# --------------------------------------------------------------------------- check-then-debit
+
+
+def debit_available(
+    session: Session,
+    key: str,
+    kind: str,
+    account: AccountLike,
+    amount: int,
+    to: AccountLike | Sequence[Leg],
+    *,
+    source: Source | None = None,
+    effective_at: int | None = None,
+    allow_negative: bool = False,
+) -> PostedJournal:
+    """Take ``amount`` out of a creator account (payout, escrow release) with a balance check.
+
+    Locks the account row, and refuses with ``insufficient_balance`` when the account holds
+    less than ``amount`` (in its normal direction) unless ``allow_negative``. ``to`` is the
+    account credited with the whole amount, or the other legs (summing to ``-amount``).
+    A retry of a key already posted returns that journal without checking the balance again.
+    """
+    _positive(amount)
+    info = _as_info(session, account)
+    if not info.running:
+        raise InvalidPosting("debit_available works on creator accounts.", code="invalid_leg")
+    sign = 1 if info.normal == "credit" else -1  # a debit reduces a credit-normal balance
+    legs: list[Leg] = [Leg(info, sign * amount)]
+    if isinstance(to, AccountRef | AccountInfo | LedgerAccount):
+        legs.append(Leg(to, -sign * amount))
+    else:
+        legs.extend(to)
+    existing = journal_by_key(session, key)
+    if existing is None:
+        conn = session.connection()
+        stmt = select(LedgerAccount.balance).where(LedgerAccount.id == info.id)
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        balance = int(conn.execute(stmt).scalar_one())
+        # Re-check under the lock: a concurrent retry of this key may have just committed.
+        existing = journal_by_key(session, key)
+        natural = -balance if info.normal == "credit" else balance
+        if existing is None and natural < amount and not allow_negative:
+            raise InsufficientBalance(
+                f"{info.purpose} holds {natural} {info.currency}; {amount} requested.",
+                extra={"available": natural, "currency": info.currency},
+            )
+    return post(session, key, kind, legs, source=source, effective_at=effective_at)
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def account_balance(session: Session, account: AccountLike) -> int:
+    """The signed (debit-positive) current balance of any account."""
+    info = _as_info(session, account)
+    return int(session.connection().execute(
+        text("SELECT a.balance + COALESCE((SELECT SUM(e.amount) FROM ledger_entries e "
+             "WHERE e.account_id = a.id AND e.id > a.last_entry_id), 0) "
+             "FROM ledger_accounts a WHERE a.id = :id"),
+        {"id": info.id},
+    ).scalar_one())
+
+
+def creator_balances(session: Session, creator_id: int) -> list[dict[str, Any]]:
+    """``[{currency, pending, available, reserved, in_transit, paid_out}]``, positive = owed.
+
+    One indexed lookup of the creator's account rows, whatever the number of entries.
+    """
+    rows = session.connection().execute(
+        text("SELECT currency, purpose, normal, balance FROM ledger_accounts "
+             "WHERE owner_kind = 'creator' AND owner_id = :id"),
+        {"id": creator_id},
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for cur, purpose, normal, balance in rows:
+        line = out.setdefault(cur, {"currency": cur, **dict.fromkeys(BALANCE_PURPOSES, 0)})
+        if purpose in BALANCE_PURPOSES:
+            line[purpose] = -int(balance) if normal == "credit" else int(balance)
+    return [out[c] for c in sorted(out)]
+
+
+def source_balance(session: Session, account: AccountLike, source: Source) -> int:
+    """Signed sum of the account's entries whose journal has ``source``."""
+    info = _as_info(session, account)
+    return int(session.connection().execute(
+        text("SELECT COALESCE(SUM(e.amount), 0) FROM ledger_entries e "
+             "JOIN ledger_journals j ON j.id = e.journal_id "
+             "WHERE j.source_type = :st AND j.source_id = :si AND e.account_id = :a"),
+        {"st": source[0], "si": source[1], "a": info.id},
+    ).scalar_one())
+
+
+def pending_for_source(session: Session, creator_id: int, currency: str, source: Source) -> int:
+    """What of ``source``'s earnings is still pending (positive = owed, not yet matured).
+
+    A refund or dispute of an earning debits ``pending`` up to this and ``available`` for
+    the rest, carrying the earning's source, so maturation never matures money gone.
+    """
+    ref = creator_account(creator_id, "pending", currency)
+    return -source_balance(session, ref, source)
+
+
+def public_id(prefix: str, n: int) -> str:
+    return f"{prefix}_{_b62(n)}"
+
+
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _b62(n: int) -> str:
+    out = ""
+    while True:
+        n, r = divmod(n, 62)
+        out = _B62[r] + out
+        if n == 0:
+            return out
+
+
+def parse_public_id(prefix: str, value: str) -> int | None:
+    if not isinstance(value, str) or not value.startswith(prefix + "_"):
+        return None
+    n = 0
+    body = value[len(prefix) + 1 :]
+    if not body or len(body) > 12:
+        return None
+    for ch in body:
+        i = _B62.find(ch)
+        if i < 0:
+            return None
+        n = n * 62 + i
+    return n
+
+
+def creator_ledger(
+    session: Session,
+    creator_id: int,
+    *,
+    limit: int = 20,
+    starting_after: int | None = None,
+    currency: str | None = None,
+    effective_gte: int | None = None,
+    effective_lt: int | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """The creator's own entries, newest first, with ``balance_after`` (creator's sign)."""
+    conn = session.connection()
+    accounts = {
+        int(r[0]): (r[1], r[2])
+        for r in conn.execute(
+            text("SELECT id, purpose, normal FROM ledger_accounts WHERE owner_kind = 'creator' "
+                 "AND owner_id = :id" + (" AND currency = :cur" if currency else "")),
+            {"id": creator_id, "cur": currency},
+        )
+    }
+    if not accounts:
+        return [], False
+    where = ["e.account_id IN :accs"]
+    params: dict[str, Any] = {"accs": list(accounts), "n": limit + 1}
+    if starting_after is not None:
+        where.append("e.id < :after")
+        params["after"] = starting_after
+    if effective_gte is not None:
+        where.append("j.effective_at >= :gte")
+        params["gte"] = effective_gte
+    if effective_lt is not None:
+        where.append("j.effective_at < :lt")
+        params["lt"] = effective_lt
+    rows = conn.execute(
+        text("SELECT e.id, e.journal_id, e.account_id, e.amount, e.currency, e.balance_after, "
+             "j.kind, j.created, j.effective_at, j.source_type, j.source_id "
+             "FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id "
+             f"WHERE {' AND '.join(where)} ORDER BY e.id DESC LIMIT :n")
+        .bindparams(_expanding("accs")),
+        params,
+    ).all()
+    lines = []
+    for r in rows[:limit]:
+        purpose, normal = accounts[int(r[2])]
+        sign = -1 if normal == "credit" else 1
+        lines.append({
+            "id": public_id("le", int(r[0])),
+            "object": "ledger_entry",
+            "created": int(r[7]),
+            "effective_at": int(r[8]),
+            "journal": public_id("jr", int(r[1])),
+            "kind": r[6],
+            "amount": sign * int(r[3]),
+            "currency": r[4],
+            "account": purpose,
+            "balance_after": None if r[5] is None else sign * int(r[5]),
+            "source": {"type": r[9], "id": r[10]} if r[9] else None,
+        })
+    return lines, len(rows) > limit
+
+
+def trial_balance(session: Session) -> dict[str, Any]:
+    """Every account's current signed balance (debit positive) and the totals per currency."""
+    rows = session.connection().execute(
+        text("SELECT a.id, a.owner_kind, a.owner_id, a.purpose, a.currency, "
+             "a.balance + COALESCE((SELECT SUM(e.amount) FROM ledger_entries e "
+             "WHERE e.account_id = a.id AND e.id > a.last_entry_id), 0) "
+             "FROM ledger_accounts a ORDER BY a.currency, a.owner_kind DESC, a.owner_id, "
+             "a.purpose")
+    ).all()
+    creators = _creator_public_ids(session, {int(r[2]) for r in rows if r[1] == CREATOR})
+    totals: dict[str, int] = defaultdict(int)
+    accounts = []
+    for acc_id, kind, owner_id, purpose, cur, balance in rows:
+        owner = PLATFORM if kind == PLATFORM else creators.get(int(owner_id), str(owner_id))
+        accounts.append({
+            "account": public_id("la", int(acc_id)),
+            "owner": owner,
+            "purpose": purpose,
+            "currency": cur,
+            "balance": int(balance),
+        })
+        totals[cur] += int(balance)
+    return {
+        "accounts": accounts,
+        "totals": [{"currency": c, "total": totals[c]} for c in sorted(totals)],
+    }
+
+
+def _creator_public_ids(session: Session, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    from payments.accounts.models import Creator
+
+    out: dict[int, str] = {}
+    id_list = sorted(ids)
+    for i in range(0, len(id_list), 1000):
+        for cid, pid in session.connection().execute(
+            select(Creator.id, Creator.public_id).where(Creator.id.in_(id_list[i : i + 1000]))
+        ):
+            out[int(cid)] = pid
+    return out
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@dataclass
+class Drift:
+    account_id: int
+    name: str
+    stored: int
+    from_entries: int
+    what: str
+
+
+@dataclass
+class VerifyReport:
+    accounts: int = 0
+    entries: int = 0
+    journals: int = 0
+    drifts: list[Drift] = field(default_factory=list)
+    unbalanced_journals: list[int] = field(default_factory=list)
+    bad_leg_counts: list[int] = field(default_factory=list)
+    currency_mismatches: int = 0
+    totals: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.drifts
+            or self.unbalanced_journals
+            or self.bad_leg_counts
+            or self.currency_mismatches
+            or any(self.totals.values())
+        )
+
+
+def verify(session: Session, progress: Any = None) -> VerifyReport:
+    """Recompute every balance from the entries and check the books.
+
+    * running (creator) accounts: ``balance`` equals the sum of all their entries, and the
+      newest entry's ``balance_after`` equals ``balance``;
+    * platform accounts: the checkpoint equals the sum of entries up to ``last_entry_id``;
+    * every journal sums to zero per currency and has ``leg_count`` entries;
+    * the whole ledger sums to zero per currency; every entry is in its account's currency.
+
+    Each check is one statement, so it reads one consistent snapshot while postings go on.
+    """
+    conn = session.connection()
+    pg = conn.dialect.name == "postgresql"
+    if pg:
+        conn.execute(text("SET LOCAL work_mem = '256MB'"))
+    step = progress or (lambda _msg: None)
+    report = VerifyReport()
+    step("accounts")
+    rows = conn.execute(text(
+        "SELECT a.id, a.owner_kind, a.owner_id, a.purpose, a.currency, a.running, a.balance, "
+        "a.last_entry_id, COALESCE(s.total, 0), COALESCE(s.upto, 0), COALESCE(s.n, 0), "
+        "COALESCE(s.mismatched, 0), "
+        "(SELECT le.balance_after FROM ledger_entries le WHERE le.id = a.last_entry_id) "
+        "FROM ledger_accounts a LEFT JOIN ("
+        "  SELECT e.account_id, SUM(e.amount) AS total, "
+        "  SUM(CASE WHEN e.id <= x.last_entry_id THEN e.amount ELSE 0 END) AS upto, "
+        "  COUNT(*) AS n, SUM(CASE WHEN e.currency <> x.currency THEN 1 ELSE 0 END) AS mismatched"
+        "  FROM ledger_entries e JOIN ledger_accounts x ON x.id = e.account_id "
+        "  GROUP BY e.account_id) s ON s.account_id = a.id"
+    )).all()
+    totals: dict[str, int] = defaultdict(int)
+    for (acc_id, kind, owner_id, purpose, cur, running, balance, last, total, upto, n,
+         mismatched, last_after) in rows:
+        report.accounts += 1
+        report.entries += int(n)
+        report.currency_mismatches += int(mismatched)
+        totals[cur] += int(total)
+        info_name = (f"{PLATFORM if kind == PLATFORM else 'creator:' + str(owner_id)}:"
+                     f"{purpose}:{cur}")
+        if running:
+            if int(balance) != int(total):
+                report.drifts.append(Drift(int(acc_id), info_name, int(balance), int(total),
+                                           "running balance"))
+            elif int(last) and (last_after is None or int(last_after) != int(balance)):
+                report.drifts.append(Drift(
+                    int(acc_id), info_name, int(balance),
+                    int(last_after) if last_after is not None else 0, "balance_after"))
+        elif int(balance) != int(upto):
+            report.drifts.append(Drift(int(acc_id), info_name, int(balance), int(upto),
+                                       "checkpoint"))
+    report.totals = dict(sorted(totals.items()))
+    step("journals")
+    for jid, legs, n, bad in conn.execute(text(
+        "SELECT j.id, j.leg_count, s.n, s.bad FROM ledger_journals j LEFT JOIN ("
+        "  SELECT journal_id, SUM(n) AS n, MAX(bad) AS bad FROM ("
+        "    SELECT journal_id, COUNT(*) AS n, "
+        "    CASE WHEN SUM(amount) <> 0 THEN 1 ELSE 0 END AS bad "
+        "    FROM ledger_entries GROUP BY journal_id, currency) x "
+        "  GROUP BY journal_id) s ON s.journal_id = j.id "
+        "WHERE s.n IS NULL OR s.n <> j.leg_count OR s.bad = 1"
+    )):
+        if bad:
+            report.unbalanced_journals.append(int(jid))
+        if n is None or int(n) != int(legs):
+            report.bad_leg_counts.append(int(jid))
+    report.journals = int(conn.execute(text("SELECT COUNT(*) FROM ledger_journals")).scalar_one())
+    step("done")
+    return report
+
+
+# --------------------------------------------------------------------------- periodic jobs
+
+
+def _safe_horizon(session: Session) -> int | None:
+    """An entry id H such that every entry with id <= H is committed (or visible to us).
+
+    PostgreSQL: take the posting lock exclusively for an instant (waiting out in-flight
+    postings, which hold it shared from their first statement), read MAX(id), let go. Gives
+    up after a short lock_timeout (None) rather than stall postings. SQLite: writers are
+    serialised, and we hold the write lock.
+    """
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        return int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM ledger_entries"))
+                   .scalar_one())
+    try:
+        with session.begin_nested():
+            conn.execute(text("SET LOCAL lock_timeout = '800ms'"))
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": POST_LOCK})
+    except DBAPIError:
+        return None
+    try:
+        return int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM ledger_entries"))
+                   .scalar_one())
+    finally:
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": POST_LOCK})
+        conn.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+
+
+def _single_flight(session: Session, lock: int) -> bool:
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        return True
+    return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": lock})
+                .scalar_one())
+
+
+def checkpoint(session: Session) -> int:
+    """Roll the platform accounts' checkpoints forward to a safe horizon; answer how many."""
+    if not _single_flight(session, CHECKPOINT_LOCK):
+        return 0
+    horizon = _safe_horizon(session)
+    if horizon is None:
+        return 0
+    result = session.connection().execute(
+        text("UPDATE ledger_accounts SET balance = balance + COALESCE((SELECT SUM(e.amount) "
+             "FROM ledger_entries e WHERE e.account_id = ledger_accounts.id "
+             "AND e.id > ledger_accounts.last_entry_id AND e.id <= :h), 0), last_entry_id = :h "
+             "WHERE running = false AND last_entry_id < :h"),
+        {"h": horizon},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _cursor(session: Session, name: str) -> int:
+    value = session.connection().execute(
+        text("SELECT value FROM ledger_cursors WHERE name = :n"), {"n": name}
+    ).scalar()
+    return int(value or 0)
+
+
+def _set_cursor(session: Session, name: str, value: int) -> None:
+    conn = session.connection()
+    updated = conn.execute(
+        text("UPDATE ledger_cursors SET value = :v WHERE name = :n"), {"n": name, "v": value}
+    )
+    if not updated.rowcount:  # type: ignore[attr-defined]
+        conn.execute(text("INSERT INTO ledger_cursors (name, value) VALUES (:n, :v)"),
+                     {"n": name, "v": value})
+
+
+def mature_due(
+    session: Session,
+    *,
+    default_hold_days: int = 7,
+    now: int | None = None,
+    limit: int = 1000,
+) -> int:
+    """Move matured earnings from ``pending`` to ``available``; answer how many journals.
+
+    A journal that credits a creator's ``pending`` matures at ``effective_at + hold`` (the
+    creator's ``hold_days``, else ``default_hold_days``) into a ``maturation`` journal keyed
+    ``mature:{journal id}:{account id}``, with the same source and that effective time. It
+    moves at most: the credit itself, what is still pending for its source (refunds and
+    disputes before maturity carry the earning's source and debit pending), and the pending
+    balance (maturation never takes pending below zero). Idempotent; one runner at a time.
+    """
+    if not _single_flight(session, MATURE_LOCK):
+        return 0
+    now = now_ts() if now is None else now
+    cursor = _cursor(session, "mature")
+    horizon = _safe_horizon(session)
+    if horizon is None:
+        return 0
+    conn = session.connection()
+    base = (
+        "FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id "
+        "JOIN ledger_journals j ON j.id = e.journal_id "
+        "LEFT JOIN creators c ON c.id = a.owner_id "
+        "WHERE e.id > :cur AND e.id <= :h AND a.owner_kind = 'creator' "
+        "AND a.purpose = 'pending' AND e.amount < 0 AND j.kind <> 'maturation' "
+    )
+    due_expr = "j.effective_at + COALESCE(c.hold_days, :hd) * 86400"
+    params = {"cur": cursor, "h": horizon, "hd": default_hold_days, "now": now, "n": limit}
+    rows = conn.execute(text(
+        "SELECT e.id, e.journal_id, e.account_id, e.amount, j.source_type, j.source_id, "
+        f"a.owner_id, a.currency, {due_expr} AS due " + base
+        + f"AND {due_expr} <= :now AND NOT EXISTS (SELECT 1 FROM ledger_journals m "
+        "WHERE m.key = 'mature:' || e.journal_id || ':' || e.account_id) "
+        "ORDER BY e.id LIMIT :n"
+    ), params).all()
+    first_not_due = conn.execute(
+        text(f"SELECT MIN(e.id) {base} AND {due_expr} > :now"), params
+    ).scalar()
+    posted = 0
+    pg = conn.dialect.name == "postgresql"
+    for eid, jid, acc, amount, stype, sid, owner_id, cur, due in rows:
+        lock = select(LedgerAccount.balance).where(LedgerAccount.id == acc)
+        balance = int(conn.execute(lock.with_for_update() if pg else lock).scalar_one())
+        credit_amount = -int(amount)
+        owed = -balance
+        if stype and sid:
+            still = pending_for_source(session, int(owner_id), cur, (stype, sid))
+        else:
+            still = credit_amount
+        move = min(credit_amount, still, owed)
+        if move <= 0:
+            continue
+        post(
+            session,
+            f"mature:{jid}:{acc}",
+            "maturation",
+            [Leg(account_by_id(session, int(acc)), move),
+             Leg(creator_account(int(owner_id), "available", cur), -move)],
+            source=(stype, sid) if stype and sid else None,
+            effective_at=int(due),
+        )
+        posted += 1
+    if first_not_due is not None:
+        new_cursor = int(first_not_due) - 1
+        if len(rows) == limit:
+            new_cursor = min(new_cursor, int(rows[-1][0]))
+    else:
+        new_cursor = int(rows[-1][0]) if len(rows) == limit else horizon
+    if new_cursor > cursor:
+        _set_cursor(session, "mature", new_cursor)
+    return posted
+
+
+# --------------------------------------------------------------------------- helpers for earners
+
+
+def earning_journals(
+    creator_id: int,
+    currency: str,
+    *,
+    gross: int,
+    processor_fee: int,
+    platform_fee: int,
+    key: str,
+    kind: str,
+    source: Source,
+    effective_at: int,
+) -> list[JournalSpec]:
+    """The journals of one earning (tip, paid invoice, released milestone), for ``post_many``.
+
+    1. ``{key}``: gross into the creator's ``pending`` (debit ``stripe_balance``);
+    2. ``{key}:processor_fee``: Stripe's fee, borne by the creator (debit ``pending``, credit
+       ``stripe_balance``: Stripe kept it);
+    3. ``{key}:platform_fee``: the platform's fee (debit ``pending``, credit
+       ``platform_revenue``).
+
+    Zero fees are left out. All carry ``source``, so maturation and refunds can follow them.
+    """
+    pending = creator_account(creator_id, "pending", currency)
+    stripe = platform_account("stripe_balance", currency)
+    specs = [JournalSpec(key, kind, [debit(stripe, gross), credit(pending, gross)], source,
+                         effective_at)]
+    if processor_fee:
+        specs.append(JournalSpec(f"{key}:processor_fee", "fee",
+                                 [debit(pending, processor_fee), credit(stripe, processor_fee)],
+                                 source, effective_at))
+    if platform_fee:
+        specs.append(JournalSpec(
+            f"{key}:platform_fee", "fee",
+            [debit(pending, platform_fee),
+             credit(platform_account("platform_revenue", currency), platform_fee)],
+            source, effective_at))
+    return specs
