@@ -542,7 +542,7 @@ def _insert_journals(
                 extra = (", ARRAY(SELECT nextval('ledger_entries_id_seq') "
                          "FROM generate_series(1, :np))")
             sql = (
-                f"INSERT INTO ledger_journals ({cols}) "
+                f"INSERT INTO ledger_journals ({cols}) "  # noqa: S608 - placeholders only
                 "SELECT v.key, v.kind, v.source_type, v.source_id, v.effective_at, "
                 "CAST(:c AS BIGINT), v.reverses_id, v.leg_count "
                 f"FROM (VALUES {', '.join(rows)}) AS v(key, kind, source_type, source_id, "
@@ -551,7 +551,7 @@ def _insert_journals(
                 f"WHERE true ON CONFLICT (key) DO NOTHING RETURNING id, key{extra}"
             )
         else:
-            sql = (f"INSERT INTO ledger_journals ({cols}) VALUES {', '.join(rows)} "
+            sql = (f"INSERT INTO ledger_journals ({cols}) VALUES {', '.join(rows)} "  # noqa: S608 - placeholders only
                    "ON CONFLICT (key) DO NOTHING RETURNING id, key")
         try:
             result = conn.execute(text(sql), params)
@@ -641,7 +641,7 @@ def _write_entries(
             })
             rows.append(f"(:i{i}, :j{i}, :a{i}, :m{i}, :c{i}, :b{i})")
         conn.execute(
-            text("INSERT INTO ledger_entries (id, journal_id, account_id, amount, currency, "
+            text("INSERT INTO ledger_entries (id, journal_id, account_id, amount, currency, "  # noqa: S608 - placeholders only
                  f"balance_after) VALUES {', '.join(rows)}"),
             params,
         )
@@ -692,7 +692,7 @@ def _update_running(
             params.update({f"a{n}": acc, f"d{n}": deltas[acc], f"e{n}": last[acc]})
             cast = "CAST(:{p} AS BIGINT)" if pg else ":{p}"
             rows.append("(" + ", ".join(cast.format(p=f"{x}{n}") for x in "ade") + ")")
-        sql = (f"WITH v(id, d, e) AS (VALUES {', '.join(rows)}) "
+        sql = (f"WITH v(id, d, e) AS (VALUES {', '.join(rows)}) "  # noqa: S608 - placeholders only
                "UPDATE ledger_accounts SET balance = ledger_accounts.balance + v.d, "
                "last_entry_id = v.e FROM v WHERE ledger_accounts.id = v.id "
                "RETURNING ledger_accounts.id, ledger_accounts.balance")
@@ -934,7 +934,7 @@ def creator_ledger(
     accounts = {
         int(r[0]): (r[1], r[2])
         for r in conn.execute(
-            text("SELECT id, purpose, normal FROM ledger_accounts WHERE owner_kind = 'creator' "
+            text("SELECT id, purpose, normal FROM ledger_accounts WHERE owner_kind = 'creator' "  # noqa: S608 - placeholders only
                  "AND owner_id = :id" + (" AND currency = :cur" if currency else "")),
             {"id": creator_id, "cur": currency},
         )
@@ -953,7 +953,7 @@ def creator_ledger(
         where.append("j.effective_at < :lt")
         params["lt"] = effective_lt
     rows = conn.execute(
-        text("SELECT e.id, e.journal_id, e.account_id, e.amount, e.currency, e.balance_after, "
+        text("SELECT e.id, e.journal_id, e.account_id, e.amount, e.currency, e.balance_after, "  # noqa: S608 - placeholders only
              "j.kind, j.created, j.effective_at, j.source_type, j.source_id "
              "FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id "
              f"WHERE {' AND '.join(where)} ORDER BY e.id DESC LIMIT :n")
@@ -1178,7 +1178,7 @@ def checkpoint(session: Session) -> int:
              "WHERE running = false AND last_entry_id < :h"),
         {"h": horizon},
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)
 
 
 def _cursor(session: Session, name: str) -> int:
@@ -1193,7 +1193,7 @@ def _set_cursor(session: Session, name: str, value: int) -> None:
     updated = conn.execute(
         text("UPDATE ledger_cursors SET value = :v WHERE name = :n"), {"n": name, "v": value}
     )
-    if not updated.rowcount:  # type: ignore[attr-defined]
+    if not updated.rowcount:
         conn.execute(text("INSERT INTO ledger_cursors (name, value) VALUES (:n, :v)"),
                      {"n": name, "v": value})
 
@@ -1232,9 +1232,9 @@ def mature_due(
     due_expr = "j.effective_at + COALESCE(c.hold_days, :hd) * 86400"
     params = {"cur": cursor, "h": horizon, "hd": default_hold_days, "now": now, "n": limit}
     rows = conn.execute(text(
-        "SELECT e.id, e.journal_id, e.account_id, e.amount, j.source_type, j.source_id, "
+        "SELECT e.id, e.journal_id, e.account_id, e.amount, j.source_type, j.source_id, "  # noqa: S608 - placeholders only
         f"a.owner_id, a.currency, {due_expr} AS due " + base
-        + f"AND {due_expr} <= :now AND NOT EXISTS (SELECT 1 FROM ledger_journals m "
+        + f"AND {due_expr} <= :now AND NOT EXISTS (SELECT 1 FROM ledger_journals m "  # noqa: S608 - placeholders only
         "WHERE m.key = 'mature:' || e.journal_id || ':' || e.account_id) "
         "ORDER BY e.id LIMIT :n"
     ), params).all()
@@ -1243,7 +1243,7 @@ def mature_due(
     ).scalar()
     posted = 0
     pg = conn.dialect.name == "postgresql"
-    for eid, jid, acc, amount, stype, sid, owner_id, cur, due in rows:
+    for _eid, jid, acc, amount, stype, sid, owner_id, cur, due in rows:
         lock = select(LedgerAccount.balance).where(LedgerAccount.id == acc)
         balance = int(conn.execute(lock.with_for_update() if pg else lock).scalar_one())
         credit_amount = -int(amount)

@@ -56,7 +56,8 @@ def test_tip_with_fees_to_the_cent(db_session: Session, creator_id: int, cur: st
     [bal] = ledger.creator_balances(db_session, creator_id)
     assert bal == {"currency": cur, "pending": gross - fee - platform_fee, "available": 0,
                    "reserved": 0, "in_transit": 0, "paid_out": 0}
-    assert ledger.account_balance(db_session, platform_account("stripe_balance", cur)) == gross - fee
+    stripe = ledger.account_balance(db_session, platform_account("stripe_balance", cur))
+    assert stripe == gross - fee
     assert ledger.account_balance(db_session, platform_account("platform_revenue", cur)) == (
         -platform_fee)
     assert report_ok(db_session)

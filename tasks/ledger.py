@@ -1,0 +1,31 @@
+"""Thin ledger tasks for beat: mature holds, roll the platform checkpoints forward."""
+
+from __future__ import annotations
+
+from payments.config import load_config
+from payments.db import session_scope
+from payments.ledger import service
+from tasks import app
+
+# Batches per run; each batch is its own transaction, so a long backlog never holds locks long.
+MATURE_BATCHES = 20
+MATURE_BATCH = 1000
+
+
+@app.task(name="ledger.mature", acks_late=True)  # type: ignore[untyped-decorator]
+def mature() -> int:
+    hold_days = load_config().hold_days
+    total = 0
+    for _ in range(MATURE_BATCHES):
+        with session_scope() as session:
+            n = service.mature_due(session, default_hold_days=hold_days, limit=MATURE_BATCH)
+        total += n
+        if n < MATURE_BATCH:
+            break
+    return total
+
+
+@app.task(name="ledger.checkpoint", acks_late=True)  # type: ignore[untyped-decorator]
+def checkpoint() -> int:
+    with session_scope() as session:
+        return service.checkpoint(session)
