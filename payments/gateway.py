@@ -280,6 +280,7 @@ class Gateway:
         *,
         timeout: float = 30.0,
         webhook_tolerance: int = WEBHOOK_TOLERANCE,
+        http_client: stripe.HTTPClient | None = None,
     ) -> None:
         self.api_base = api_base.rstrip("/") if api_base else None
         self.webhook_secrets = [s for s in webhook_secrets if s]
@@ -290,7 +291,7 @@ class Gateway:
                 {"api": self.api_base, "connect": self.api_base, "files": self.api_base}
                 if self.api_base else None),
             max_network_retries=max_network_retries,
-            http_client=stripe.RequestsClient(timeout=timeout),
+            http_client=http_client or stripe.RequestsClient(timeout=timeout),
         )
 
     # -------------------------------------------------------------- plumbing
