@@ -27,8 +27,21 @@ accept_content = ["json"]
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
-# Longer than the longest task, so Redis does not redeliver a task that is still running.
-broker_transport_options = {"visibility_timeout": 3600, "polling_interval": 0.2}
+
+
+def transport_options(url: str) -> dict[str, object]:
+    """Options for the broker at ``url``.
+
+    On Redis the visibility timeout must be longer than the longest task, or Redis redelivers
+    a task that is still running. kombu's SQLAlchemy transport hands its options to
+    ``create_engine``, so it gets none.
+    """
+    if url.startswith(("redis", "rediss")):
+        return {"visibility_timeout": 3600}
+    return {}
+
+
+broker_transport_options = transport_options(broker_url)
 broker_connection_retry_on_startup = True
 task_time_limit = 600
 task_soft_time_limit = 540

@@ -49,7 +49,7 @@ def _check_broker(url: str) -> str:
     from kombu import Connection
 
     try:
-        with Connection(url, connect_timeout=2, transport_options={"max_retries": 0}) as conn:
+        with Connection(url, connect_timeout=2) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
         return "ok"
     except Exception as exc:  # noqa: BLE001

@@ -20,8 +20,11 @@ app.config_from_object("celeryconfig")
 
 def configure(broker_url: str | None = None, database_url: str | None = None) -> Celery:
     """Point the app at another broker/database (tests); defaults come from the environment."""
+    import celeryconfig
+
     config = load_config()
     app.conf.broker_url = broker_url or config.broker_url
+    app.conf.broker_transport_options = celeryconfig.transport_options(app.conf.broker_url)
     db.configure(database_url or config.database_url)
     return app
 

@@ -20,7 +20,7 @@ class CreatorCreateSchema(StrictSchema):
     kind = fields.String(required=True, validate=validate.OneOf(["kol", "influencer"]))
     country = CountryCode(required=True)
     default_currency = CurrencyCode(required=True)
-    profession = fields.String(validate=validate.Length(1, 100))
+    profession = fields.String(allow_none=True, validate=validate.Length(1, 100))
 
     @validates_schema
     def _kol_profession(self, data: dict[str, object], **_: object) -> None:
