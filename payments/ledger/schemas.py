@@ -21,12 +21,15 @@ class BalancesSchema(Schema):
 
 
 class LedgerQuerySchema(ListQuerySchema):
+    # marshmallow 4 ignores a validator's return value, so ListQuerySchema's lambda never
+    # refuses anything; a Range validator raises.
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     currency = CurrencyCode()
     effective_gte = fields.Integer(
-        data_key="effective_at[gte]", strict=True, validate=validate.Range(min=0)
+        data_key="effective_at[gte]", validate=validate.Range(min=0)
     )
     effective_lt = fields.Integer(
-        data_key="effective_at[lt]", strict=True, validate=validate.Range(min=0)
+        data_key="effective_at[lt]", validate=validate.Range(min=0)
     )
 
 

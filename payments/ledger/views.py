@@ -6,6 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import RAISE
 
 from payments.auth import principal, require
 from payments.db import request_session
@@ -35,7 +36,7 @@ class Balance(MethodView):
 @blp.route("/creators/me/ledger")
 class LedgerLines(MethodView):
     @require("creator")
-    @blp.arguments(schemas.LedgerQuerySchema, location="query")  # type: ignore[untyped-decorator]
+    @blp.arguments(schemas.LedgerQuerySchema, location="query", unknown=RAISE)  # type: ignore[untyped-decorator]
     @blp.response(200, schemas.LedgerListSchema)  # type: ignore[untyped-decorator]
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """The creator's ledger entries, newest first, each with the balance after it."""
