@@ -446,7 +446,7 @@ class SubscriptionsMixin(SandboxCore):
             "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
             "trial_start": now if trial_end else None,
             "cancel_at_period_end": p_bool(p, "cancel_at_period_end"),
-            "billing_thresholds": None, "billing_mode": {"type": "classic"},
+            "billing_thresholds": None, "billing_mode": {"type": "classic", "flexible": None},
             "customer_account": None, "managed_payments": None, "billing_schedules": [],
         })
         if not trial_end and behavior != "default_incomplete" and not (
