@@ -99,7 +99,8 @@ def test_renewals_across_several_periods(gateway: Gateway, sandbox: SandboxHandl
     assert [i["status"] for i in invoices["data"]] == ["paid"] * 4
     assert [i["billing_reason"] for i in invoices["data"]][-1] == "subscription_create"
     ends = sorted(i["period_end"] for i in invoices["data"])
-    assert ends[0] == first_end and all(b - a == 7 * DAY for a, b in zip(ends, ends[1:], strict=False))
+    assert ends[0] == first_end
+    assert all(b - a == 7 * DAY for a, b in zip(ends, ends[1:], strict=False))
 
 
 def test_failed_renewal_retries_then_cancels(gateway: Gateway, sandbox: SandboxHandle,
