@@ -390,8 +390,7 @@ class SandboxCore:
                 status, body = 200, json.dumps(result).encode("utf-8")
             except ApiError as e:
                 status, body = e.status, json.dumps(e.body()).encode("utf-8")
-            if key is not None and status != 404 or (key is not None and status == 404
-                                                      and method == "POST"):
+            if key is not None:
                 self.idempotency[(ctx.account, key)] = (method, path, fingerprint, status, body)
             return status, body, False
 

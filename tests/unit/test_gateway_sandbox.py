@@ -86,7 +86,9 @@ def test_add_interval_clamps_month_ends() -> None:
     assert (year.year, year.month, year.day) == (2028, 1, 31)
 
 
-@given(st.binary(max_size=200).map(lambda b: b.hex().encode()), st.text(min_size=1, max_size=40))
+@given(st.binary(max_size=200).map(lambda b: b.hex().encode()),
+       st.text(alphabet=st.characters(blacklist_categories=("Zs", "Zl", "Zp", "Cc", "Cs")),
+               min_size=1, max_size=40))
 def test_signatures_verify_with_the_sdk(payload: bytes, secret: str) -> None:
     header = sign_payload(payload, secret)
     stripe.WebhookSignature.verify_header(payload, header, secret, 300)
