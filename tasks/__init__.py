@@ -11,22 +11,31 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from payments.config import load_config
+from payments.config import Config, load_config
 from payments.db import db
 
 app = Celery("creatorpay")
 app.config_from_object("celeryconfig")
 
 
-def configure(broker_url: str | None = None, database_url: str | None = None) -> Celery:
-    """Point the app at another broker/database (tests); defaults come from the environment."""
+_config: Config | None = None
+
+
+def configure(config: Config) -> Celery:
+    """Run tasks in this process with ``config`` (tests); otherwise it comes from the env."""
     import celeryconfig
 
-    config = load_config()
-    app.conf.broker_url = broker_url or config.broker_url
-    app.conf.broker_transport_options = celeryconfig.transport_options(app.conf.broker_url)
-    db.configure(database_url or config.database_url)
+    global _config
+    _config = config
+    app.conf.broker_url = config.broker_url
+    app.conf.broker_transport_options = celeryconfig.transport_options(config.broker_url)
+    db.configure(config.database_url)
     return app
+
+
+def current_config() -> Config:
+    """The configuration tasks run with: set by ``configure``, else from the environment."""
+    return _config if _config is not None else load_config()
 
 
 @worker_process_init.connect

@@ -1,0 +1,1 @@
+"""Tips: one-off payments from fans (or guests) to creators."""

@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import current_app, g
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from payments.accounts.models import Creator, Fan
+from payments.accounts.views import PROFILE_PROVIDERS
+from payments.auth import current_principal, principal, require
+from payments.config import Config
+from payments.db import request_session
+from payments.errors import InvalidRequest, PaymentFailed, PaymentsError, ServiceUnavailable
+from payments.gateway import CardError, GatewayError, TransientGatewayError, idempotency_key
+from payments.gateways import gateway_for
+from payments.idempotency import idempotent
+from payments.tips import schemas, service
+from payments.tips.models import Tip
+
+blp = Blueprint("tips", __name__, url_prefix="/v1", description="Tips from fans to creators")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _config() -> Config:
+    config: Config = current_app.config["CREATORPAY"]
+    return config
+
+
+def _viewer() -> service.Viewer:
+    p = current_principal(optional=True)
+    return service.Viewer("guest", None) if p is None else service.Viewer(p.role, p.owner_id)
+
+
+def _gateway_failure(exc: GatewayError) -> PaymentsError:
+    if exc.http_status == 400:
+        return InvalidRequest(exc.message, code=exc.code or "invalid_request", param=exc.param)
+    return PaymentsError(
+        f"Stripe refused the request: {exc.message}", code=exc.code or "stripe_error",
+        status_code=502,
+    )
+
+
+def with_tip(fn: F) -> F:
+    """Load the tip in the path (404 unless it is the principal's) before the body is read."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.tip = service.get_tip(request_session(), kwargs["tip_id"], _viewer())
+        return fn(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+@blp.route("/tips")
+class Tips(MethodView):
+    @require("fan", allow_anonymous=True)
+    @blp.arguments(schemas.TipCreateSchema)
+    @idempotent("tips.create")
+    @blp.response(201, schemas.TipSchema)
+    @blp.alt_response(402, description="Card declined; no money moved")
+    @blp.alt_response(404, description="Unknown creator (param: creator)")
+    @blp.alt_response(409, description="Idempotency-Key reused with another body")
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Tip a creator, as a fan or as a guest with an email.
+
+        With ``payment_method`` the payment is confirmed now; otherwise the answer carries
+        ``client_secret`` for Stripe.js.
+        """
+        session = request_session()
+        viewer = _viewer()
+        config = _config()
+        tip = service.create_tip(session, data, fan_id=viewer.owner_id,
+                                 max_amount=config.max_tip_amount)
+        creator = session.get(Creator, tip.creator_id)
+        assert creator is not None
+        email = data.get("email")
+        if viewer.owner_id is not None:
+            fan = session.get(Fan, viewer.owner_id)
+            email = fan.email if fan is not None else email
+        metadata = service.payment_metadata(tip, creator)
+        session.commit()  # the tip exists before Stripe hears of it: events can find it
+
+        pm = data.get("payment_method")
+        try:
+            intent = gateway_for(config).create_payment_intent(
+                amount=tip.amount, currency=tip.currency, metadata=metadata,
+                idempotency_key=idempotency_key("tip", tip.public_id),
+                payment_method=pm, confirm=True if pm else None,
+                receipt_email=email, description=f"Tip to @{creator.handle}",
+            )
+        except CardError as exc:
+            if exc.payment_intent:
+                service.apply_payment_intent(session, tip, exc.payment_intent)
+            service.record_decline(session, tip, exc.decline_code or exc.code or "card_declined",
+                                   exc.message)
+            session.commit()
+            raise PaymentFailed(
+                exc.message, code="card_declined",
+                extra={"decline_code": exc.decline_code, "tip": tip.public_id},
+            ) from None
+        except TransientGatewayError:
+            raise ServiceUnavailable("Stripe is unreachable; retry with the same "
+                                     "Idempotency-Key.", code="stripe_unavailable") from None
+        except GatewayError as exc:
+            raise _gateway_failure(exc) from None
+        service.apply_payment_intent(session, tip, intent)
+        session.commit()
+        return service.tip_view(session, tip, viewer)
+
+
+@blp.route("/tips/<string:tip_id>")
+class TipDetail(MethodView):
+    @require("fan", "creator", "admin")
+    @blp.response(200, schemas.TipSchema)
+    @blp.alt_response(404, description="No such tip, or not yours")
+    def get(self, tip_id: str) -> dict[str, Any]:
+        """A tip, for its fan, its creator or an admin."""
+        session = request_session()
+        viewer = _viewer()
+        return service.tip_view(session, service.get_tip(session, tip_id, viewer), viewer)
+
+
+@blp.route("/tips/<string:tip_id>/refund")
+class TipRefund(MethodView):
+    @require("creator", "admin")
+    @with_tip
+    @blp.arguments(schemas.TipRefundCreateSchema)
+    @idempotent("tips.refund")
+    @blp.response(200, schemas.TipSchema)
+    @blp.alt_response(404, description="No such tip, or not yours")
+    @blp.alt_response(409, description="Not refundable in its state")
+    def post(self, data: dict[str, Any], tip_id: str) -> dict[str, Any]:
+        """Refund a tip in full or in part (its creator, or an admin); answers the tip."""
+        session = request_session()
+        viewer = _viewer()
+        tip: Tip = g.tip
+        p = principal()
+        refund = service.request_refund(session, tip, data.get("amount"), data.get("reason"),
+                                        requested_by=p.role)
+        session.commit()
+        try:
+            answer = gateway_for(_config()).create_refund(
+                payment_intent=tip.payment_intent_id or "",
+                amount=refund.amount,
+                idempotency_key=idempotency_key("tip_refund", refund.public_id),
+                reason="requested_by_customer",
+                metadata={"creatorpay_kind": "tip_refund", "tip_id": tip.public_id,
+                          "refund_id": refund.public_id},
+            )
+        except TransientGatewayError:
+            raise ServiceUnavailable("Stripe is unreachable; retry with the same "
+                                     "Idempotency-Key.", code="stripe_unavailable") from None
+        except GatewayError as exc:
+            service.refund_failed(session, refund, exc.message)
+            session.commit()
+            raise _gateway_failure(exc) from None
+        service.refund_answered(session, refund, answer)
+        session.commit()
+        return service.tip_view(session, tip, viewer)
+
+
+@blp.route("/creators/me/tips")
+class CreatorTips(MethodView):
+    @require("creator")
+    @blp.arguments(schemas.TipListQuerySchema, location="query")
+    @blp.response(200, schemas.TipPageSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """The creator's tips, newest first."""
+        session = request_session()
+        viewer = _viewer()
+        p = principal()
+        assert p.owner_id is not None
+        rows, more = service.list_creator_tips(session, p.owner_id, query["limit"],
+                                               query.get("starting_after"))
+        return {"data": [service.tip_view(session, t, viewer) for t in rows], "has_more": more}
+
+
+def _tip_goal(session: Any, creator: Creator) -> dict[str, Any]:
+    return {"goal_progress": service.goal_progress(session, creator)}
+
+
+PROFILE_PROVIDERS.append(_tip_goal)

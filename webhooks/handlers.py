@@ -1,0 +1,136 @@
+"""Event type -> the domain service that applies it.
+
+Each handler gets the session, the event's object and a ``HandlerContext`` that fetches
+balance transactions (prefetched per batch) and collects journals for one ``post_many`` per
+batch. Handlers must be idempotent on business keys and move state only forward: events come
+duplicated, late and in any order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from payments.ledger import service as ledger
+from payments.tips import service as tips
+
+
+class BalanceSource(Protocol):
+    def balance_transaction(self, txn_id: str) -> dict[str, Any]: ...
+
+    def retrieve_charge(self, charge_id: str) -> dict[str, Any]: ...
+
+
+@dataclass
+class HandlerContext:
+    stripe: BalanceSource
+    fee_rate: Decimal
+    # Journals of the event being handled; the pipeline posts them with the batch.
+    journals: list[ledger.JournalSpec] = field(default_factory=list)
+
+    def add(self, specs: list[ledger.JournalSpec]) -> None:
+        self.journals.extend(specs)
+
+
+Handler = Callable[[Session, dict[str, Any], HandlerContext], None]
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Handler
+    # True when the handler reads ledger balances, so everything collected earlier in the
+    # batch must be posted before it runs.
+    reads_ledger: bool = False
+
+
+def _is_tip(obj: dict[str, Any]) -> bool:
+    meta = obj.get("metadata")
+    return isinstance(meta, dict) and meta.get("creatorpay_kind") == "tip"
+
+
+def on_payment_intent(session: Session, intent: dict[str, Any], ctx: HandlerContext) -> None:
+    if not _is_tip(intent):
+        return
+    tip = tips.find_tip(session, intent)
+    if tip is None:
+        raise LookupError(f"tip {intent['metadata'].get('tip_id')} of {intent['id']} not found")
+    tips.apply_payment_intent(session, tip, intent)
+
+
+def on_charge_succeeded(session: Session, charge: dict[str, Any], ctx: HandlerContext) -> None:
+    if not _is_tip(charge):
+        return
+    tip = tips.find_tip(session, charge)
+    if tip is None:
+        raise LookupError(f"tip {charge['metadata'].get('tip_id')} of {charge['id']} not found")
+    if not charge.get("captured") or not charge.get("balance_transaction"):
+        return  # authorised only; the capture brings the balance transaction
+    txn_id = charge["balance_transaction"]
+    txn = ctx.stripe.balance_transaction(txn_id if isinstance(txn_id, str) else txn_id["id"])
+    ctx.add(tips.charge_succeeded(session, tip, charge, txn, ctx.fee_rate))
+
+
+def on_charge_refunded(session: Session, charge: dict[str, Any], ctx: HandlerContext) -> None:
+    if not _is_tip(charge):
+        return
+    tip = tips.find_tip(session, charge)
+    if tip is not None:
+        tips.charge_refunded(session, tip, charge)
+
+
+def on_refund(session: Session, refund: dict[str, Any], ctx: HandlerContext) -> None:
+    if refund.get("status") != "succeeded" or not refund.get("balance_transaction"):
+        return  # pending or failed refunds move no money
+    tip = tips.find_tip(session, {"payment_intent": refund.get("payment_intent"),
+                                  "charge": refund.get("charge")})
+    if tip is None:
+        return
+    txn_id = refund["balance_transaction"]
+    txn = ctx.stripe.balance_transaction(txn_id if isinstance(txn_id, str) else txn_id["id"])
+    tips.refund_settled(session, tip, refund, txn, ctx.fee_rate)
+
+
+def on_dispute(session: Session, dispute: dict[str, Any], ctx: HandlerContext) -> None:
+    tip = tips.find_tip(session, {"payment_intent": dispute.get("payment_intent"),
+                                  "charge": dispute.get("charge")})
+    if tip is None:
+        return
+    tips.dispute_changed(session, tip, dispute)
+
+
+HANDLERS: dict[str, Route] = {
+    "payment_intent.succeeded": Route(on_payment_intent),
+    "payment_intent.processing": Route(on_payment_intent),
+    "payment_intent.payment_failed": Route(on_payment_intent),
+    "payment_intent.requires_action": Route(on_payment_intent),
+    "payment_intent.canceled": Route(on_payment_intent),
+    "charge.succeeded": Route(on_charge_succeeded),
+    "charge.captured": Route(on_charge_succeeded),
+    "charge.refunded": Route(on_charge_refunded),
+    "refund.created": Route(on_refund, reads_ledger=True),
+    "refund.updated": Route(on_refund, reads_ledger=True),
+    "charge.refund.updated": Route(on_refund, reads_ledger=True),
+    "charge.dispute.created": Route(on_dispute, reads_ledger=True),
+    "charge.dispute.updated": Route(on_dispute, reads_ledger=True),
+    "charge.dispute.closed": Route(on_dispute, reads_ledger=True),
+    "charge.dispute.funds_withdrawn": Route(on_dispute, reads_ledger=True),
+    "charge.dispute.funds_reinstated": Route(on_dispute, reads_ledger=True),
+}
+
+HANDLED_TYPES = frozenset(HANDLERS)
+
+
+def balance_transaction_ids(event: dict[str, Any]) -> list[str]:
+    """The balance transactions an event's handler will ask for (for batch prefetch)."""
+    obj = event.get("data", {}).get("object", {})
+    txn = obj.get("balance_transaction") if isinstance(obj, dict) else None
+    if isinstance(txn, str) and event.get("type") in (
+        "charge.succeeded", "charge.captured", "refund.created", "refund.updated",
+        "charge.refund.updated",
+    ):
+        return [txn]
+    return []

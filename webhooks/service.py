@@ -1,0 +1,173 @@
+"""Inbox operations: store, claim, settle, replay, list. No Flask, Celery or Stripe here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from payments.clock import now_ts
+from payments.db import insert_ignoring_conflicts
+from payments.errors import InvalidTransition, NotFound
+from webhooks.models import FAILED, PROCESSED, RECEIVED, WebhookCursor, WebhookEvent
+
+# Transient failures are retried this many times, with exponential backoff, then marked failed.
+MAX_ATTEMPTS = 8
+MAX_ERROR_CHARS = 2000
+
+
+def store_event(session: Session, event: dict[str, Any], via: str = "webhook") -> int | None:
+    """``INSERT ... ON CONFLICT (stripe_id) DO NOTHING``; the new row's id, or None if known."""
+    stmt = insert_ignoring_conflicts(session, WebhookEvent.__table__, ["stripe_id"]).values(
+        stripe_id=event["id"],
+        type=event["type"],
+        status=RECEIVED,
+        payload=event,
+        stripe_created=int(event.get("created") or 0),
+        livemode=bool(event.get("livemode")),
+        via=via,
+        attempts=0,
+        next_attempt_at=0,
+        received_at=now_ts(),
+    ).returning(WebhookEvent.__table__.c.id)
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def store_events(session: Session, events: Sequence[dict[str, Any]], via: str) -> int:
+    """Store many events; returns how many were new."""
+    return sum(1 for e in events if store_event(session, e, via) is not None)
+
+
+def claim_batch(session: Session, limit: int) -> list[WebhookEvent]:
+    """Lock up to ``limit`` due rows in ``received``; concurrent workers get disjoint batches.
+
+    Oldest first by Stripe's creation time, so a batch sees a charge before its refund when
+    both are waiting; handlers do not rely on it (events may come in any order).
+    """
+    stmt = (
+        select(WebhookEvent)
+        .where(WebhookEvent.status == RECEIVED, WebhookEvent.next_attempt_at <= now_ts())
+        .order_by(WebhookEvent.stripe_created, WebhookEvent.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.scalars(stmt))
+
+
+def lock_event(session: Session, event_id: int) -> WebhookEvent | None:
+    stmt = select(WebhookEvent).where(WebhookEvent.id == event_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.scalar(stmt)
+
+
+def mark_processed(row: WebhookEvent) -> None:
+    row.status = PROCESSED
+    row.processed_at = now_ts()
+    row.last_error = None
+    row.attempts += 1
+
+
+def mark_failed(row: WebhookEvent, error: str) -> None:
+    row.status = FAILED
+    row.attempts += 1
+    row.last_error = error[:MAX_ERROR_CHARS]
+
+
+def schedule_retry(row: WebhookEvent, error: str) -> None:
+    """A transient failure: try again later, or give up as ``failed`` after MAX_ATTEMPTS."""
+    row.attempts += 1
+    row.last_error = error[:MAX_ERROR_CHARS]
+    if row.attempts >= MAX_ATTEMPTS:
+        row.status = FAILED
+    else:
+        row.next_attempt_at = now_ts() + min(2**row.attempts, 300)
+
+
+def replay(session: Session, event_id: int) -> WebhookEvent:
+    """Put a failed (or processed) event back in the queue; handlers are idempotent."""
+    row = lock_event(session, event_id)
+    if row is None:
+        raise NotFound("No such webhook event.", code="webhook_event_not_found")
+    if row.status == RECEIVED:
+        raise InvalidTransition("The event is already waiting to be processed.")
+    row.status = RECEIVED
+    row.next_attempt_at = 0
+    row.last_error = None
+    session.flush()
+    return row
+
+
+def replay_failed(session: Session, limit: int | None = None) -> list[int]:
+    ids = list(
+        session.scalars(
+            select(WebhookEvent.id).where(WebhookEvent.status == FAILED).order_by(WebhookEvent.id)
+            .limit(limit)
+        )
+    )
+    if ids:
+        session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id.in_(ids))
+            .values(status=RECEIVED, next_attempt_at=0, last_error=None)
+        )
+    return ids
+
+
+def waiting_count(session: Session, older_than: int = 0) -> int:
+    """Rows due and still ``received`` that arrived more than ``older_than`` seconds ago."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(WebhookEvent)
+            .where(
+                WebhookEvent.status == RECEIVED,
+                WebhookEvent.next_attempt_at <= now_ts(),
+                WebhookEvent.received_at <= now_ts() - older_than,
+            )
+        )
+        or 0
+    )
+
+
+def counts_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)
+    ).all()
+    return {status: int(n) for status, n in rows}
+
+
+def list_events(
+    session: Session, status: str | None, limit: int, starting_after: str | None
+) -> tuple[list[WebhookEvent], bool]:
+    stmt = select(WebhookEvent).order_by(WebhookEvent.id.desc())
+    if status:
+        stmt = stmt.where(WebhookEvent.status == status)
+    if starting_after:
+        anchor = session.scalar(
+            select(WebhookEvent.id).where(WebhookEvent.stripe_id == starting_after)
+        )
+        if anchor is None:
+            raise NotFound("No such event to start after.", param="starting_after")
+        stmt = stmt.where(WebhookEvent.id < anchor)
+    rows = list(session.scalars(stmt.limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def get_by_stripe_id(session: Session, stripe_id: str) -> WebhookEvent:
+    row = session.scalar(select(WebhookEvent).where(WebhookEvent.stripe_id == stripe_id))
+    if row is None:
+        raise NotFound("No such webhook event.", code="webhook_event_not_found")
+    return row
+
+
+def cursor(session: Session, name: str) -> WebhookCursor:
+    row = session.get(WebhookCursor, name)
+    if row is None:
+        row = WebhookCursor(name=name, created_gte=0, updated=now_ts())
+        session.add(row)
+        session.flush()
+    return row

@@ -1,0 +1,49 @@
+"""``POST /webhooks/stripe``: verify, keep what we handle, store once, commit, notify, 200."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from payments.db import request_session
+from payments.errors import InvalidRequest
+from payments.gateway import WebhookSignatureError
+from payments.gateways import gateway_for
+from webhooks import service as inbox
+from webhooks.handlers import HANDLED_TYPES
+from webhooks.notify import notifier
+
+blp = Blueprint("webhooks", __name__, url_prefix="/webhooks", description="Inbound Stripe events")
+
+
+class ReceiptSchema(Schema):
+    received = fields.Boolean()
+    stored = fields.Boolean()
+
+
+@blp.route("/stripe")
+class StripeWebhook(MethodView):
+    @blp.response(200, ReceiptSchema)
+    @blp.alt_response(400, description="Bad signature or not a Stripe event")
+    @blp.alt_response(503, description="Database unavailable; Stripe retries")
+    def post(self) -> dict[str, Any]:
+        """Receive a Stripe event (signed with the endpoint secret)."""
+        raw = request.get_data(cache=False)
+        gateway = gateway_for(current_app.config["CREATORPAY"])
+        try:
+            event = gateway.parse_event(raw, request.headers.get("Stripe-Signature"))
+        except WebhookSignatureError as exc:
+            raise InvalidRequest(exc.message or "Invalid signature.",
+                                 code=exc.code or "invalid_signature") from None
+        if event["type"] not in HANDLED_TYPES:
+            return {"received": True, "stored": False}
+        session = request_session()
+        new_id = inbox.store_event(session, event)
+        session.commit()
+        if new_id is not None:
+            notifier.notify()
+        return {"received": True, "stored": new_id is not None}
