@@ -417,12 +417,15 @@ def post_many(session: Session, journals: Sequence[JournalSpec]) -> list[PostedJ
             )
     unique = list(first_by_key.values())
     conn = session.connection()
-    pg = conn.dialect.name == "postgresql"
-    single = len(unique) == 1
-    inserted = _insert_journals(conn, unique, pg, single)
+    if conn.dialect.name == "postgresql":
+        written = _pg_write(conn, unique)
+    else:
+        inserted = _insert_journals(conn, unique)
+        new = [p for p in unique if p.spec.key in inserted]
+        written = {j.key: j for j in _write_entries(conn, new, inserted)} if new else {}
 
-    results: dict[str, PostedJournal] = {}
-    existing_keys = [p.spec.key for p in unique if p.spec.key not in inserted]
+    results: dict[str, PostedJournal] = dict(written)
+    existing_keys = [p.spec.key for p in unique if p.spec.key not in written]
     if existing_keys:
         for posted in _load_journals(conn, existing_keys):
             p = first_by_key[posted.key]
@@ -431,10 +434,6 @@ def post_many(session: Session, journals: Sequence[JournalSpec]) -> list[PostedJ
                     f"Journal key {posted.key!r} was already posted with different legs.",
                     param="key",
                 )
-            results[posted.key] = posted
-    new = [p for p in unique if p.spec.key in inserted]
-    if new:
-        for posted in _write_entries(conn, new, inserted, pg, single):
             results[posted.key] = posted
     out: list[PostedJournal] = []
     for p in prepared:
@@ -506,15 +505,13 @@ def _prepare(session: Session, spec: JournalSpec) -> _Prepared:
     return p
 
 
-def _insert_journals(
-    conn: Connection, unique: list[_Prepared], pg: bool, single: bool
-) -> dict[str, tuple[int, list[int]]]:
-    """Insert the journals that are new; answer {key: (journal id, pre-drawn entry ids)}."""
+def _insert_journals(conn: Connection, unique: list[_Prepared]) -> dict[str, int]:
+    """SQLite: insert the journals that are new; answer {key: journal id}."""
     created = now_ts()
-    out: dict[str, tuple[int, list[int]]] = {}
+    out: dict[str, int] = {}
     for start in range(0, len(unique), 2000):
         chunk = unique[start : start + 2000]
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = {"c": created}
         rows = []
         for i, p in enumerate(chunk):
             params.update({
@@ -522,37 +519,10 @@ def _insert_journals(
                 f"si{i}": p.source_id, f"e{i}": p.effective_at, f"r{i}": p.spec.reverses_id,
                 f"n{i}": len(p.legs),
             })
-            if pg:
-                rows.append(
-                    f"(CAST(:k{i} AS VARCHAR), CAST(:t{i} AS VARCHAR), CAST(:st{i} AS VARCHAR), "
-                    f"CAST(:si{i} AS VARCHAR), CAST(:e{i} AS BIGINT), CAST(:r{i} AS BIGINT), "
-                    f"CAST(:n{i} AS INTEGER))"
-                )
-            else:
-                rows.append(f"(:k{i}, :t{i}, :st{i}, :si{i}, :e{i}, :c, :r{i}, :n{i})")
-        params["c"] = created
-        cols = "key, kind, source_type, source_id, effective_at, created, reverses_id, leg_count"
-        if pg:
-            params["lock"] = POST_LOCK
-            # In a single journal the platform legs' entry ids are drawn here (they need no
-            # row lock); the creator legs' ids are drawn under their row lock below.
-            extra = ""
-            if single:
-                params["np"] = sum(1 for a, _ in chunk[0].legs if not a.running)
-                extra = (", ARRAY(SELECT nextval('ledger_entries_id_seq') "
-                         "FROM generate_series(1, :np))")
-            sql = (
-                f"INSERT INTO ledger_journals ({cols}) "  # noqa: S608 - placeholders only
-                "SELECT v.key, v.kind, v.source_type, v.source_id, v.effective_at, "
-                "CAST(:c AS BIGINT), v.reverses_id, v.leg_count "
-                f"FROM (VALUES {', '.join(rows)}) AS v(key, kind, source_type, source_id, "
-                "effective_at, reverses_id, leg_count), "
-                "(SELECT pg_advisory_xact_lock_shared(CAST(:lock AS BIGINT))) AS lk "
-                f"WHERE true ON CONFLICT (key) DO NOTHING RETURNING id, key{extra}"
-            )
-        else:
-            sql = (f"INSERT INTO ledger_journals ({cols}) VALUES {', '.join(rows)} "  # noqa: S608 - placeholders only
-                   "ON CONFLICT (key) DO NOTHING RETURNING id, key")
+            rows.append(f"(:k{i}, :t{i}, :st{i}, :si{i}, :e{i}, :c, :r{i}, :n{i})")
+        sql = ("INSERT INTO ledger_journals (key, kind, source_type, source_id, effective_at, "  # noqa: S608
+               f"created, reverses_id, leg_count) VALUES {', '.join(rows)} "
+               "ON CONFLICT (key) DO NOTHING RETURNING id, key")
         try:
             result = conn.execute(text(sql), params)
         except IntegrityError as exc:
@@ -561,99 +531,192 @@ def _insert_journals(
                                code="journal_already_reversed") from None
             raise
         for row in result:
-            out[row[1]] = (int(row[0]), list(row[2]) if len(row) > 2 and row[2] else [])
+            out[row[1]] = int(row[0])
     return out
 
 
 def _write_entries(
-    conn: Connection,
-    new: list[_Prepared],
-    inserted: dict[str, tuple[int, list[int]]],
-    pg: bool,
-    single: bool,
+    conn: Connection, new: list[_Prepared], inserted: dict[str, int]
 ) -> list[PostedJournal]:
-    # Flatten: (journal idx, account, amount); ids and balance_after filled below.
-    flat: list[tuple[int, AccountInfo, int]] = [
-        (ji, info, amount) for ji, p in enumerate(new) for info, amount in p.legs
-    ]
-    ids: list[int] = [0] * len(flat)
+    """SQLite: writers are serialised (BEGIN IMMEDIATE), so entry ids are simply max + 1."""
+    flat = [(ji, info, amount) for ji, p in enumerate(new) for info, amount in p.legs]
+    base = int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM ledger_entries")).scalar()
+               or 0)
+    ids = list(range(base + 1, base + 1 + len(flat)))
     after: list[int | None] = [None] * len(flat)
-    by_account: dict[int, list[int]] = defaultdict(list)
-    for idx, (_, info, _amt) in enumerate(flat):
-        if info.running:
-            by_account[info.id].append(idx)
-    running_ids = sorted(by_account)
-
+    by_account = _running_positions(flat)
     try:
-        if not pg:
-            # SQLite: writers are serialised (BEGIN IMMEDIATE), so ids are simply max + 1.
-            base = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM ledger_entries")).scalar()
-            ids = list(range(int(base or 0) + 1, int(base or 0) + 1 + len(flat)))
-            _update_running(conn, flat, ids, after, by_account, running_ids, pg=False)
-        elif single and all(len(v) == 1 for v in by_account.values()):
-            # post(): one UPDATE per creator account, in id order, drawing its entry id under
-            # the row lock; the platform legs' ids came with the journal insert.
-            pre = iter(inserted[new[0].spec.key][1])
-            for idx, (_, info, _amt) in enumerate(flat):
-                if not info.running:
-                    ids[idx] = next(pre)
-            for acc in running_ids:
-                idx = by_account[acc][0]
-                row = conn.execute(
-                    text("UPDATE ledger_accounts SET balance = balance + :d, "
-                         "last_entry_id = nextval('ledger_entries_id_seq') "
-                         "WHERE id = :id RETURNING balance, last_entry_id"),
-                    {"d": flat[idx][2], "id": acc},
-                ).one()
-                after[idx] = int(row[0])
-                ids[idx] = int(row[1])
-        else:
-            if running_ids:
-                conn.execute(
-                    text("SELECT id FROM ledger_accounts WHERE id IN :ids ORDER BY id FOR UPDATE")
-                    .bindparams(_expanding("ids")),
-                    {"ids": running_ids},
-                )
-            # Drawn after the row locks: per account, id order is balance_after order.
-            ids = [
-                int(r[0])
-                for r in conn.execute(
-                    text("SELECT nextval('ledger_entries_id_seq') FROM generate_series(1, :n)"),
-                    {"n": len(flat)},
-                )
-            ]
-            _update_running(conn, flat, ids, after, by_account, running_ids, pg=True)
+        _update_running(conn, flat, ids, after, by_account)
     except IntegrityError as exc:
-        if "non_negative" in str(exc.orig):
-            raise InsufficientBalance(
-                "The posting would take a non-negative account below zero; roll back.",
-            ) from None
+        if "non_negative" in str(exc.orig) or "CHECK" in str(exc.orig):
+            raise _insufficient() from None
         raise
-
     for start in range(0, len(flat), 5000):
         params: dict[str, Any] = {}
         rows = []
         for i in range(start, min(start + 5000, len(flat))):
             ji, info, amount = flat[i]
             params.update({
-                f"i{i}": ids[i], f"j{i}": inserted[new[ji].spec.key][0], f"a{i}": info.id,
+                f"i{i}": ids[i], f"j{i}": inserted[new[ji].spec.key], f"a{i}": info.id,
                 f"m{i}": amount, f"c{i}": info.currency, f"b{i}": after[i],
             })
             rows.append(f"(:i{i}, :j{i}, :a{i}, :m{i}, :c{i}, :b{i})")
         conn.execute(
-            text("INSERT INTO ledger_entries (id, journal_id, account_id, amount, currency, "  # noqa: S608 - placeholders only
+            text("INSERT INTO ledger_entries (id, journal_id, account_id, amount, currency, "  # noqa: S608
                  f"balance_after) VALUES {', '.join(rows)}"),
             params,
         )
+    return [_posted(p, inserted[p.spec.key]) for p in new]
 
-    out = []
-    for p in new:
-        jid = inserted[p.spec.key][0]
-        out.append(PostedJournal(
-            jid, p.spec.key, p.spec.kind, p.source_type, p.source_id, p.effective_at,
-            p.spec.reverses_id, tuple((a.id, amt) for a, amt in p.legs), True,
-        ))
-    return out
+
+def _posted(p: _Prepared, journal_id: int) -> PostedJournal:
+    return PostedJournal(
+        journal_id, p.spec.key, p.spec.kind, p.source_type, p.source_id, p.effective_at,
+        p.spec.reverses_id, tuple((a.id, amt) for a, amt in p.legs), True,
+    )
+
+
+def _insufficient() -> InsufficientBalance:
+    return InsufficientBalance(
+        "The posting would take a non-negative account below zero; roll back.")
+
+
+def _running_positions(flat: list[tuple[int, AccountInfo, int]]) -> dict[int, list[int]]:
+    by_account: dict[int, list[int]] = defaultdict(list)
+    for idx, (_, info, _amt) in enumerate(flat):
+        if info.running:
+            by_account[info.id].append(idx)
+    return by_account
+
+
+# PostgreSQL: constant statements (prepared once per connection), arrays instead of long
+# VALUES lists, executed on the driver connection inside the session's transaction.
+
+_PG_ONE = """
+WITH j AS (
+  INSERT INTO ledger_journals (key, kind, source_type, source_id, effective_at, created,
+                               reverses_id, leg_count)
+  SELECT %(key)s::text, %(kind)s::text, %(st)s::text, %(si)s::text, %(eff)s::bigint,
+         %(created)s::bigint, %(rev)s::bigint, %(n)s::int
+  FROM (SELECT pg_advisory_xact_lock_shared(%(lock)s::bigint)) AS lk WHERE true
+  ON CONFLICT (key) DO NOTHING RETURNING id
+), u AS (
+  UPDATE ledger_accounts SET balance = balance + %(d)s::bigint,
+         last_entry_id = nextval('ledger_entries_id_seq')
+  FROM j WHERE ledger_accounts.id = %(acc)s::bigint
+  RETURNING ledger_accounts.balance, ledger_accounts.last_entry_id
+), e AS (
+  INSERT INTO ledger_entries (id, journal_id, account_id, amount, currency, balance_after)
+  SELECT u.last_entry_id, j.id, %(acc)s::bigint, %(d)s::bigint, %(cur)s::text, u.balance
+  FROM j, u
+  UNION ALL
+  SELECT nextval('ledger_entries_id_seq'), j.id, x.a, x.m, x.c, NULL
+  FROM j, unnest(%(pa)s::bigint[], %(pm)s::bigint[], %(pc)s::text[]) AS x(a, m, c)
+)
+SELECT id FROM j
+"""
+
+_PG_JOURNALS = """
+INSERT INTO ledger_journals (key, kind, source_type, source_id, effective_at, created,
+                             reverses_id, leg_count)
+SELECT x.key, x.kind, x.st, x.si, x.eff, %(created)s::bigint, x.rev, x.n
+FROM unnest(%(key)s::text[], %(kind)s::text[], %(st)s::text[], %(si)s::text[],
+            %(eff)s::bigint[], %(rev)s::bigint[], %(n)s::int[])
+     AS x(key, kind, st, si, eff, rev, n),
+     (SELECT pg_advisory_xact_lock_shared(%(lock)s::bigint)) AS lk
+WHERE true
+ON CONFLICT (key) DO NOTHING RETURNING id, key
+"""
+
+# Lock the creator rows in id order, then draw the entry ids (so per account, id order is
+# balance_after order).
+_PG_LOCK_AND_IDS = """
+WITH l AS (SELECT id FROM ledger_accounts WHERE id = ANY(%(ids)s::bigint[])
+           ORDER BY id FOR UPDATE)
+SELECT nextval('ledger_entries_id_seq') FROM generate_series(1, %(n)s::int)
+WHERE (SELECT count(*) FROM l) >= 0
+"""
+
+_PG_UPDATE = """
+UPDATE ledger_accounts SET balance = ledger_accounts.balance + v.d, last_entry_id = v.e
+FROM unnest(%(id)s::bigint[], %(d)s::bigint[], %(e)s::bigint[]) AS v(id, d, e)
+WHERE ledger_accounts.id = v.id
+RETURNING ledger_accounts.id, ledger_accounts.balance
+"""
+
+_PG_ENTRIES = """
+INSERT INTO ledger_entries (id, journal_id, account_id, amount, currency, balance_after)
+SELECT * FROM unnest(%(i)s::bigint[], %(j)s::bigint[], %(a)s::bigint[], %(m)s::bigint[],
+                     %(c)s::text[], %(b)s::bigint[])
+"""
+
+
+def _pg_write(conn: Connection, unique: list[_Prepared]) -> dict[str, PostedJournal]:
+    """PostgreSQL: write the new journals among ``unique``; answer them by key."""
+    import psycopg
+
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    created = now_ts()
+    try:
+        if len(unique) == 1 and sum(1 for a, _ in unique[0].legs if a.running) <= 1:
+            # One statement: journal (on conflict nothing), creator row, entries.
+            p = unique[0]
+            run = [(a, m) for a, m in p.legs if a.running]
+            plat = [(a, m) for a, m in p.legs if not a.running]
+            cur.execute(_PG_ONE, {
+                "key": p.spec.key, "kind": p.spec.kind, "st": p.source_type,
+                "si": p.source_id, "eff": p.effective_at, "created": created,
+                "rev": p.spec.reverses_id, "n": len(p.legs), "lock": POST_LOCK,
+                "d": run[0][1] if run else None, "acc": run[0][0].id if run else None,
+                "cur": run[0][0].currency if run else None,
+                "pa": [a.id for a, _ in plat], "pm": [m for _, m in plat],
+                "pc": [a.currency for a, _ in plat],
+            }, prepare=True)
+            row = cur.fetchone()
+            return {p.spec.key: _posted(p, int(row[0]))} if row else {}
+
+        jrows = cur.execute(_PG_JOURNALS, {
+            "created": created, "lock": POST_LOCK,
+            "key": [p.spec.key for p in unique], "kind": [p.spec.kind for p in unique],
+            "st": [p.source_type for p in unique], "si": [p.source_id for p in unique],
+            "eff": [p.effective_at for p in unique],
+            "rev": [p.spec.reverses_id for p in unique], "n": [len(p.legs) for p in unique],
+        }, prepare=True).fetchall()
+        inserted = {k: int(i) for i, k in jrows}
+        new = [p for p in unique if p.spec.key in inserted]
+        if not new:
+            return {}
+        flat = [(ji, info, amount) for ji, p in enumerate(new) for info, amount in p.legs]
+        by_account = _running_positions(flat)
+        ids = [int(r[0]) for r in cur.execute(
+            _PG_LOCK_AND_IDS, {"ids": sorted(by_account), "n": len(flat)}, prepare=True)]
+        after: list[int | None] = [None] * len(flat)
+        if by_account:
+            accs = sorted(by_account)
+            deltas = [sum(flat[i][2] for i in by_account[a]) for a in accs]
+            lasts = [max(ids[i] for i in by_account[a]) for a in accs]
+            balances = {int(a): int(b) for a, b in cur.execute(
+                _PG_UPDATE, {"id": accs, "d": deltas, "e": lasts}, prepare=True)}
+            for acc, delta in zip(accs, deltas, strict=True):
+                running = balances[acc] - delta
+                for i in by_account[acc]:
+                    running += flat[i][2]
+                    after[i] = running
+        cur.execute(_PG_ENTRIES, {
+            "i": ids, "j": [inserted[new[ji].spec.key] for ji, _, _ in flat],
+            "a": [info.id for _, info, _ in flat], "m": [m for _, _, m in flat],
+            "c": [info.currency for _, info, _ in flat], "b": after,
+        }, prepare=True)
+        return {p.spec.key: _posted(p, inserted[p.spec.key]) for p in new}
+    except psycopg.errors.CheckViolation:
+        raise _insufficient() from None
+    except psycopg.errors.UniqueViolation as exc:
+        if "reverses_id" in str(exc):
+            raise Conflict("That journal is already reversed.",
+                           code="journal_already_reversed") from None
+        raise
+    finally:
+        cur.close()
 
 
 def _expanding(name: str) -> Any:
@@ -668,38 +731,16 @@ def _update_running(
     ids: list[int],
     after: list[int | None],
     by_account: dict[int, list[int]],
-    running_ids: list[int],
-    *,
-    pg: bool,
 ) -> None:
-    """Apply the batch's deltas to the creator accounts; fill each entry's balance_after."""
-    if not running_ids:
-        return
-    deltas = {acc: sum(flat[i][2] for i in by_account[acc]) for acc in running_ids}
-    last = {acc: max(ids[i] for i in by_account[acc]) for acc in running_ids}
-    balances: dict[int, int] = {}
-    if len(running_ids) <= 2:
-        for acc in running_ids:
-            balances[acc] = int(conn.execute(
-                text("UPDATE ledger_accounts SET balance = balance + :d, last_entry_id = :e "
-                     "WHERE id = :id RETURNING balance"),
-                {"d": deltas[acc], "e": last[acc], "id": acc},
-            ).scalar_one())
-    else:
-        params: dict[str, Any] = {}
-        rows = []
-        for n, acc in enumerate(running_ids):
-            params.update({f"a{n}": acc, f"d{n}": deltas[acc], f"e{n}": last[acc]})
-            cast = "CAST(:{p} AS BIGINT)" if pg else ":{p}"
-            rows.append("(" + ", ".join(cast.format(p=f"{x}{n}") for x in "ade") + ")")
-        sql = (f"WITH v(id, d, e) AS (VALUES {', '.join(rows)}) "  # noqa: S608 - placeholders only
-               "UPDATE ledger_accounts SET balance = ledger_accounts.balance + v.d, "
-               "last_entry_id = v.e FROM v WHERE ledger_accounts.id = v.id "
-               "RETURNING ledger_accounts.id, ledger_accounts.balance")
-        for row in conn.execute(text(sql), params):
-            balances[int(row[0])] = int(row[1])
-    for acc in running_ids:
-        running = balances[acc] - deltas[acc]
+    """SQLite: apply the deltas to the creator accounts; fill each entry's balance_after."""
+    for acc in sorted(by_account):
+        delta = sum(flat[i][2] for i in by_account[acc])
+        last = max(ids[i] for i in by_account[acc])
+        running = int(conn.execute(
+            text("UPDATE ledger_accounts SET balance = balance + :d, last_entry_id = :e "
+                 "WHERE id = :id RETURNING balance"),
+            {"d": delta, "e": last, "id": acc},
+        ).scalar_one()) - delta
         for i in by_account[acc]:
             running += flat[i][2]
             after[i] = running
