@@ -306,6 +306,20 @@ def refund_answered(session: Session, refund: TipRefund, stripe_refund: dict[str
     refund.stripe_refund_id = stripe_refund["id"]
     refund.status = stripe_refund.get("status") or refund.status
     session.flush()
+    tip = session.get(Tip, refund.tip_id)
+    assert tip is not None
+    _sync_refunded(session, tip)
+
+
+def _sync_refunded(session: Session, tip: Tip) -> None:
+    """``amount_refunded`` follows the refunds Stripe reports succeeded (never decreasing)."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(TipRefund.amount), 0)).where(
+            TipRefund.tip_id == tip.id, TipRefund.status == "succeeded"
+        )
+    )
+    tip.amount_refunded = max(tip.amount_refunded, int(total or 0))
+    session.flush()
 
 
 def refund_failed(session: Session, refund: TipRefund, message: str) -> None:
@@ -327,15 +341,22 @@ def find_tip(session: Session, obj: dict[str, Any]) -> Tip | None:
     if isinstance(pi, dict):
         pi = pi.get("id")
     if pi:
-        found = session.scalar(select(Tip).where(Tip.payment_intent_id == pi))
+        found = session.scalar(_locked(session, select(Tip).where(Tip.payment_intent_id == pi)))
         if found is not None:
             return found
     charge = obj.get("charge") if obj.get("object") != "charge" else obj.get("id")
     if isinstance(charge, dict):
         charge = charge.get("id")
     if charge:
-        return session.scalar(select(Tip).where(Tip.charge_id == charge))
+        return session.scalar(_locked(session, select(Tip).where(Tip.charge_id == charge)))
     return None
+
+
+def _locked(session: Session, stmt: Any) -> Any:
+    """Events of one tip are applied one at a time: the row lock orders concurrent workers."""
+    if session.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update()
+    return stmt
 
 
 def _check_currency(tip: Tip, txn: dict[str, Any]) -> None:
@@ -417,6 +438,10 @@ def refund_settled(
         session.add(row)
     else:
         row.status = refund.get("status") or row.status
+    key = f"tip_refund:{refund['id']}"
+    if ledger.journal_by_key(session, key) is not None:
+        _sync_refunded(session, tip)
+        return  # posted already; the pending/available split must not be recomputed
     refunded = int(-txn["amount"])
     platform_part, creator_part = split_fee(refunded, fee_rate)
     legs = _take_from_creator(session, tip, creator_part)
@@ -425,16 +450,10 @@ def refund_settled(
                                  platform_part))
     legs.append(ledger.credit(ledger.platform_account("stripe_balance", tip.currency), refunded))
     ledger.post(
-        session, f"tip_refund:{refund['id']}", "refund", legs,
+        session, key, "refund", legs,
         source=("tip", tip.public_id), effective_at=int(txn["created"]),
     )
-    total = session.scalar(
-        select(func.coalesce(func.sum(TipRefund.amount), 0)).where(
-            TipRefund.tip_id == tip.id, TipRefund.status == "succeeded"
-        )
-    )
-    tip.amount_refunded = max(tip.amount_refunded, int(total or 0))
-    session.flush()
+    _sync_refunded(session, tip)
 
 
 def charge_refunded(session: Session, tip: Tip, charge: dict[str, Any]) -> None:
@@ -461,6 +480,9 @@ def dispute_changed(session: Session, tip: Tip, dispute: dict[str, Any]) -> None
         if not isinstance(txn, dict):
             continue
         _check_currency(tip, txn)
+        key = f"tip_dispute:{dispute['id']}:{txn['id']}"
+        if ledger.journal_by_key(session, key) is not None:
+            continue  # posted already; never recompute the split
         net = int(txn["net"])
         stripe_balance = ledger.platform_account("stripe_balance", tip.currency)
         if net < 0:
@@ -473,7 +495,7 @@ def dispute_changed(session: Session, tip: Tip, dispute: dict[str, Any]) -> None
         else:
             continue
         ledger.post(
-            session, f"tip_dispute:{dispute['id']}:{txn['id']}", "dispute", legs,
+            session, key, "dispute", legs,
             source=("tip", tip.public_id), effective_at=int(txn["created"]),
         )
     session.flush()
