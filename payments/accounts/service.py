@@ -150,3 +150,13 @@ def creator_profile(
         },
         "tiers": tiers or [],
     }
+
+
+def link_connected_account(session: Session, creator: Creator, account_id: str) -> Creator:
+    """Remember the creator's Stripe connected account (payouts are transfers to it)."""
+    if creator.stripe_account_id not in (None, account_id):
+        raise Conflict("The creator already has another connected account.",
+                       code="account_exists")
+    creator.stripe_account_id = account_id
+    session.flush()
+    return creator

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from payments.accounts import schemas, service
 from payments.auth import principal, require
 from payments.db import request_session
+from payments.errors import PaymentsError, ServiceUnavailable
 
 blp = Blueprint("accounts", __name__, url_prefix="/v1", description="Creators, fans and brands")
 
@@ -101,3 +103,44 @@ class Brands(MethodView):
         session.commit()
         brand.api_key = key  # type: ignore[attr-defined]
         return brand
+
+
+@blp.route("/creators/me/connect")
+class CreatorConnect(MethodView):
+    @require("creator")
+    @blp.response(200, schemas.ConnectSchema)
+    @blp.alt_response(503, description="Stripe unreachable")
+    def post(self) -> dict[str, Any]:
+        """Create (once) the creator's Stripe connected account and an onboarding link."""
+        from payments.gateway import GatewayError, TransientGatewayError, idempotency_key
+        from payments.gateways import gateway_for
+
+        session = request_session()
+        p = principal()
+        assert p.owner_id is not None
+        creator = service.get_creator(session, p.owner_id)
+        gateway = gateway_for(current_app.config["CREATORPAY"])
+        base = request.host_url.rstrip("/")
+        try:
+            account_id = creator.stripe_account_id
+            if account_id is None:
+                account = gateway.create_account(
+                    idempotency_key=idempotency_key("connect", creator.public_id),
+                    country=creator.country, email=creator.email,
+                    metadata={"creator_id": creator.public_id},
+                )
+                account_id = account["id"]
+                service.link_connected_account(session, creator, account_id)
+                session.commit()
+            link = gateway.create_account_link(
+                account=account_id,
+                refresh_url=f"{base}/v1/creators/me/connect",
+                return_url=f"{base}/v1/creators/me",
+            )
+        except TransientGatewayError:
+            raise ServiceUnavailable("Stripe is unreachable; try again.",
+                                     code="stripe_unavailable") from None
+        except GatewayError as exc:
+            raise PaymentsError(exc.message, code=exc.code or "stripe_error",
+                                status_code=502) from None
+        return {"account_id": account_id, "onboarding_url": link["url"]}
