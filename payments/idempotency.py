@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from payments.accounts.models import IdempotencyRecord
 from payments.auth import current_principal
 from payments.clock import now_ts
-from payments.db import db, insert_ignoring_conflicts
+from payments.db import db, insert_ignoring_conflicts, request_session
 from payments.errors import Conflict, InvalidRequest
 
 HEADER = "Idempotency-Key"
@@ -135,6 +135,11 @@ def idempotent(endpoint: str) -> Callable[[F], F]:
             body = request.get_json(silent=True) or {}
             scope = _scope(body.get("email") if isinstance(body, dict) else None)
             digest = _request_hash()
+            # The auth lookup left the request's session in a transaction holding a pooled
+            # connection (on SQLite, the write lock: BEGIN IMMEDIATE). Claims and polls use
+            # their own short sessions, so end it first: otherwise the claim waits on our own
+            # lock, and concurrent retries each hold a connection while waiting for a second.
+            request_session().commit()
             for _attempt in range(3):
                 try:
                     existing = _claim(scope, endpoint, key, digest)
@@ -166,11 +171,15 @@ def idempotent(endpoint: str) -> Callable[[F], F]:
             except Exception as exc:
                 from payments.errors import PaymentsError
 
+                request_session().rollback()  # as teardown would; frees its connection
                 if isinstance(exc, PaymentsError) and exc.status_code < 500:
                     _finish(scope, endpoint, key, exc.status_code, exc.to_dict())
                 else:
                     _finish(scope, endpoint, key, 500, None)
                 raise
+            # The view has committed its work; what its session holds now is a read
+            # transaction (a connection, on SQLite the write lock) that _finish must not wait on.
+            request_session().rollback()
             # ``@blp.response`` sits below us, so ``result`` is the serialised Response.
             response = result if isinstance(result, Response) else None
             if response is None:
