@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from kombu import Queue
+from kombu.entity import Queue
 
 from payments.config import load_config
 

@@ -81,7 +81,7 @@ def _domain_blueprints() -> list[Any]:
     """Blueprints of the money domains, in the order the contract lists them."""
     import importlib
 
-    found = []
+    found: list[Any] = []
     for module in (
         "payments.tips.views",
         "payments.subscriptions.views",
@@ -110,7 +110,7 @@ class CreatorpayApi(Api):  # type: ignore[misc]
 
 def _serve_swagger_assets(app: Flask) -> None:
     from flask import send_from_directory
-    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+    from swagger_ui_bundle import swagger_ui_path
 
     @app.get("/docs-assets/<path:filename>")
     def _swagger_asset(filename: str) -> Any:

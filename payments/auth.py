@@ -47,7 +47,10 @@ def issue_key(session: Session, role: str, owner_id: int | None, label: str | No
     """Create a key for ``role``; returns the key itself, which is never stored."""
     key = f"{ROLE_PREFIX[role]}_{random_token(40)}"
     session.add(
-        ApiKey(lookup=key[:LOOKUP_LEN], digest=_digest(key), role=role, owner_id=owner_id, label=label)
+        ApiKey(
+            lookup=key[:LOOKUP_LEN], digest=_digest(key), role=role, owner_id=owner_id,
+            label=label,
+        )
     )
     session.flush()
     return key

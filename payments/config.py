@@ -29,7 +29,8 @@ class Config:
     broker_url: str
     port: int = 5000
     sandbox_port: int = 12111
-    stripe_secret_key: str = "sk_test_creatorpay_sandbox"
+    # The sandbox accepts any sk_test_ key; this one is no secret.
+    stripe_secret_key: str = "sk_test_creatorpay_sandbox"  # noqa: S105
     stripe_api_base: str | None = None
     # More than one secret verifies webhooks while an endpoint secret is being rotated.
     stripe_webhook_secrets: tuple[str, ...] = ()
@@ -98,7 +99,7 @@ def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Confi
     api_base = env.get(PREFIX + "STRIPE_API_BASE") or None
     if api_base is not None:
         _url(env, "STRIPE_API_BASE", api_base, ("http", "https"))
-    secret_key = env.get(PREFIX + "STRIPE_SECRET_KEY") or "sk_test_creatorpay_sandbox"
+    secret_key = env.get(PREFIX + "STRIPE_SECRET_KEY") or "sk_test_creatorpay_sandbox"  # noqa: S105
     if not secret_key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
         raise ConfigError(f"{PREFIX}STRIPE_SECRET_KEY must start with sk_test_ or sk_live_")
     raw_secrets = env.get(PREFIX + "STRIPE_WEBHOOK_SECRET") or ""

@@ -10,7 +10,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Integer, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,6 +18,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.expression import Insert
 from sqlalchemy.sql.schema import Table
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -146,7 +149,7 @@ def session_scope() -> Iterator[Session]:
 
 
 def insert_ignoring_conflicts(
-    session: Session, table: Table, index_elements: Sequence[str]
+    session: Session, table: Table | Any, index_elements: Sequence[str]
 ) -> Insert:
     """``INSERT ... ON CONFLICT (cols) DO NOTHING`` for the session's dialect."""
     name = session.get_bind().dialect.name
@@ -168,7 +171,7 @@ def request_session() -> Session:
     return session
 
 
-def init_app(app: Any) -> None:
+def init_app(app: Flask) -> None:
     from flask import g
 
     db.configure(app.config["CREATORPAY"].database_url)

@@ -159,7 +159,9 @@ def init_app(app: Flask) -> None:
         if status == 400:
             return error_response(400, "invalid_request", "The request body is not valid JSON.")
         if status == 405:
-            resp = error_response(405, "method_not_allowed", f"{request.method} is not allowed here.")
+            resp = error_response(
+                405, "method_not_allowed", f"{request.method} is not allowed here."
+            )
             allow = dict(exc.get_headers()).get("Allow")
             if allow:
                 resp.headers["Allow"] = allow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from payments.money import CURRENCIES
 
@@ -72,5 +72,5 @@ class ErrorSchema(Schema):
 
 
 class ListQuerySchema(StrictSchema):
-    limit = fields.Integer(load_default=20, validate=lambda n: 1 <= n <= 100)
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     starting_after = fields.String()

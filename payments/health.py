@@ -46,7 +46,7 @@ class Readyz(MethodView):
 
 
 def _check_broker(url: str) -> str:
-    from kombu import Connection
+    from kombu.connection import Connection
 
     try:
         with Connection(url, connect_timeout=2) as conn:

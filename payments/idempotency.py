@@ -76,7 +76,7 @@ def _claim(scope: str, endpoint: str, key: str, digest: str) -> IdempotencyRecor
 
 def _take_over_abandoned(record: IdempotencyRecord) -> bool:
     with db.session() as session:
-        taken = session.execute(
+        taken = session.execute(  # type: ignore[attr-defined]
             update(IdempotencyRecord)
             .where(IdempotencyRecord.id == record.id, IdempotencyRecord.status_code.is_(None),
                    IdempotencyRecord.created <= now_ts() - ABANDONED_AFTER)

@@ -12,7 +12,7 @@ MATURE_BATCHES = 20
 MATURE_BATCH = 1000
 
 
-@app.task(name="ledger.mature", acks_late=True)  # type: ignore[untyped-decorator]
+@app.task(name="ledger.mature", acks_late=True)
 def mature() -> int:
     hold_days = load_config().hold_days
     total = 0
@@ -25,7 +25,7 @@ def mature() -> int:
     return total
 
 
-@app.task(name="ledger.checkpoint", acks_late=True)  # type: ignore[untyped-decorator]
+@app.task(name="ledger.checkpoint", acks_late=True)
 def checkpoint() -> int:
     with session_scope() as session:
         return service.checkpoint(session)

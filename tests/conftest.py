@@ -154,7 +154,7 @@ def truncate_all() -> None:
     with db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-            conn.execute(text(f"SET session_replication_role = replica"))
+            conn.execute(text("SET session_replication_role = replica"))
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
             conn.execute(text("SET session_replication_role = DEFAULT"))
         else:

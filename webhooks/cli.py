@@ -14,7 +14,8 @@ def webhooks() -> None:
 
 
 @webhooks.command("replay")
-@click.option("--event", "event_ids", multiple=True, help="A Stripe event id (evt_...); repeatable.")
+@click.option("--event", "event_ids", multiple=True,
+              help="A Stripe event id (evt_...); repeatable.")
 @click.option("--failed", "all_failed", is_flag=True, help="Every event marked failed.")
 @click.option("--now", "inline", is_flag=True, help="Process here instead of enqueueing.")
 def replay(event_ids: tuple[str, ...], all_failed: bool, inline: bool) -> None:

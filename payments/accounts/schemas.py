@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import fields, validate, validates_schema
-from marshmallow import ValidationError
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from payments.fields import Amount, CountryCode, CurrencyCode, StrictSchema
 

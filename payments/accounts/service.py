@@ -16,7 +16,9 @@ from payments.money import currency
 
 def create_creator(session: Session, data: dict[str, Any]) -> tuple[Creator, str]:
     if session.scalar(select(Creator.id).where(Creator.handle == data["handle"])) is not None:
-        raise Conflict(f"The handle {data['handle']!r} is taken.", code="handle_taken", param="handle")
+        raise Conflict(
+            f"The handle {data['handle']!r} is taken.", code="handle_taken", param="handle"
+        )
     creator = Creator(
         handle=data["handle"],
         display_name=data["display_name"],

@@ -235,7 +235,7 @@ def resolve_accounts(session: Session, refs: Iterable[AccountRef]) -> dict[Accou
                 )
             stmt = insert_ignoring_conflicts(
                 session,
-                LedgerAccount.__table__,  # type: ignore[arg-type]
+                LedgerAccount.__table__,
                 ["owner_kind", "owner_id", "purpose", "currency"],
             )
             session.connection().execute(stmt, rows)

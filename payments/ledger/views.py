@@ -27,7 +27,7 @@ def _creator_id() -> int:
 @blp.route("/creators/me/balance")
 class Balance(MethodView):
     @require("creator")
-    @blp.response(200, schemas.BalancesSchema)  # type: ignore[untyped-decorator]
+    @blp.response(200, schemas.BalancesSchema)
     def get(self) -> dict[str, Any]:
         """What the platform holds for the creator, per currency, in minor units."""
         return {"balances": service.creator_balances(request_session(), _creator_id())}
@@ -36,8 +36,8 @@ class Balance(MethodView):
 @blp.route("/creators/me/ledger")
 class LedgerLines(MethodView):
     @require("creator")
-    @blp.arguments(schemas.LedgerQuerySchema, location="query", unknown=RAISE)  # type: ignore[untyped-decorator]
-    @blp.response(200, schemas.LedgerListSchema)  # type: ignore[untyped-decorator]
+    @blp.arguments(schemas.LedgerQuerySchema, location="query", unknown=RAISE)
+    @blp.response(200, schemas.LedgerListSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """The creator's ledger entries, newest first, each with the balance after it."""
         after = None
@@ -63,7 +63,7 @@ class LedgerLines(MethodView):
 @blp.route("/admin/trial-balance")
 class TrialBalance(MethodView):
     @require("admin")
-    @blp.response(200, schemas.TrialBalanceSchema)  # type: ignore[untyped-decorator]
+    @blp.response(200, schemas.TrialBalanceSchema)
     def get(self) -> dict[str, Any]:
         """Every ledger account's balance (debit positive); each currency totals zero."""
         return service.trial_balance(request_session())

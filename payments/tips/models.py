@@ -47,7 +47,9 @@ class TipRefund(Base):
     __tablename__ = "tip_refunds"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: new_id("refund"))
+    public_id: Mapped[str] = mapped_column(
+        String(40), unique=True, default=lambda: new_id("refund")
+    )
     tip_id: Mapped[int] = mapped_column(ForeignKey("tips.id"), index=True)
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     amount: Mapped[int] = mapped_column(BigInteger)

@@ -341,14 +341,17 @@ def find_tip(session: Session, obj: dict[str, Any]) -> Tip | None:
     if isinstance(pi, dict):
         pi = pi.get("id")
     if pi:
-        found = session.scalar(_locked(session, select(Tip).where(Tip.payment_intent_id == pi)))
+        found: Tip | None = session.scalar(
+            _locked(session, select(Tip).where(Tip.payment_intent_id == pi)))
         if found is not None:
             return found
     charge = obj.get("charge") if obj.get("object") != "charge" else obj.get("id")
     if isinstance(charge, dict):
         charge = charge.get("id")
     if charge:
-        return session.scalar(_locked(session, select(Tip).where(Tip.charge_id == charge)))
+        by_charge: Tip | None = session.scalar(
+            _locked(session, select(Tip).where(Tip.charge_id == charge)))
+        return by_charge
     return None
 
 

@@ -1,7 +1,7 @@
 """foundation
 
 Revision ID: 0001_foundation
-Revises: 
+Revises:
 Create Date: 2026-11-26 16:56:16.175631
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
 
 revision = "0001_foundation"
 down_revision = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0003_webhooks_tips"
 down_revision = '0002_ledger'
 branch_labels = None
