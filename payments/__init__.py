@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, request
 from flask_smorest import Api
+from flask_smorest.arguments import ArgumentsMixin
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from payments import clock
@@ -60,6 +61,10 @@ def create_app(config: Config | None = None) -> Flask:
             raise UnsupportedMediaType()
 
     _serve_swagger_assets(app)
+    # webargs would drop unknown query parameters; let each schema's Meta decide (RAISE).
+    ArgumentsMixin.ARGUMENTS_PARSER.DEFAULT_UNKNOWN_BY_LOCATION = {}
+    # Invalid input is a 400 in our contract (and documented so), not webargs' 422.
+    ArgumentsMixin.ARGUMENTS_PARSER.DEFAULT_VALIDATION_STATUS = 400
     api = CreatorpayApi(app)
     # After the Api: its own HTTPException handler must not shadow ours.
     errors.init_app(app)

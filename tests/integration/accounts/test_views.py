@@ -198,3 +198,35 @@ def test_health_and_openapi(client: Any) -> None:
     assert "/v1/creators" in spec["paths"]
     assert "Error" in spec["components"]["schemas"]
     assert client.get("/docs").status_code == 200
+
+
+def test_list_query_parameters_are_validated(client: Any) -> None:
+    key = signup(client)["api_key"]
+    for query in ("limit=0", "limit=101", "limit=abc", "colour=blue"):
+        r = client.get(f"/v1/creators/me/tips?{query}", headers=auth(key))
+        assert r.status_code == 400, (query, r.json)
+        assert r.json["error"]["code"] == "invalid_request"
+    assert client.get("/v1/creators/me/tips?limit=100", headers=auth(key)).status_code == 200
+
+
+def test_openapi_documents_every_route_and_the_error_shape(app: Any, client: Any) -> None:
+    spec = client.get("/openapi.json").json
+    documented = {
+        (path, method.upper()) for path, ops in spec["paths"].items() for method in ops
+        if method != "parameters"
+    }
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ("static", "_swagger_asset") or rule.rule.startswith(("/docs", "/openapi")):
+            continue
+        path = rule.rule.replace("<string:", "{").replace("<", "{").replace(">", "}")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            served.add((path, method))
+    assert served == documented
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if method != "parameters":
+                assert "default" in op["responses"], (path, method)
+    assert spec["components"]["responses"]["DEFAULT_ERROR"]["content"]["application/json"][
+        "schema"]["$ref"] == "#/components/schemas/Error"
+    assert "422" not in str(spec["paths"])
