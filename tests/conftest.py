@@ -21,6 +21,9 @@ from sqlalchemy.engine import make_url
 from payments.config import Config, load_config
 from payments.db import db
 
+# Fixture modules import each other; have pytest rewrite their asserts whichever loads first.
+pytest.register_assert_rewrite("tests.fixtures")
+
 pytest_plugins = [
     f"tests.fixtures.{path.stem}"
     for path in sorted((Path(__file__).parent / "fixtures").glob("*.py"))
