@@ -136,7 +136,10 @@ def _redact(url: str) -> str:
 
 def main(argv: list[str] | None = None) -> Any:
     try:
-        load_config()  # fail fast, in one line, on a bad environment
+        config = load_config()  # fail fast, in one line, on a bad environment
+        from payments import clock
+
+        clock.follow(config.clock_url)  # the sandbox's clock, when Stripe is the sandbox
         _load_domain_commands()
         return cli.main(args=argv, prog_name="creatorpay", standalone_mode=True)
     except ConfigError as exc:

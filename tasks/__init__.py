@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
+from payments import clock
 from payments.config import Config, load_config
 from payments.db import db
 
@@ -27,6 +28,7 @@ def configure(config: Config) -> Celery:
 
     global _config
     _config = config
+    clock.follow(config.clock_url)
     app.conf.broker_url = config.broker_url
     app.conf.broker_transport_options = celeryconfig.transport_options(config.broker_url)
     db.configure(config.database_url)
@@ -47,6 +49,7 @@ def _after_fork(**_: Any) -> None:
 
 
 db.configure(load_config().database_url)
+clock.follow(load_config().clock_url)
 
 
 def _register_tasks() -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from payments.config import load_config
 from payments.db import session_scope
 from payments.ledger import service
-from tasks import app
+from tasks import app, current_config
 
 # Batches per run; each batch is its own transaction, so a long backlog never holds locks long.
 MATURE_BATCHES = 20
@@ -14,7 +13,7 @@ MATURE_BATCH = 1000
 
 @app.task(name="ledger.mature", acks_late=True)
 def mature() -> int:
-    hold_days = load_config().hold_days
+    hold_days = current_config().hold_days
     total = 0
     for _ in range(MATURE_BATCHES):
         with session_scope() as session:
