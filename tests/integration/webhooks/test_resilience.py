@@ -169,7 +169,8 @@ def test_broker_stopped_while_webhooks_arrive_nothing_lost(
         private_sandbox.wait_deliveries(timeout=30)
         # Every delivery was answered 2xx at once: nothing for Stripe to retry.
         assert set(_statuses(private_sandbox)) == {200}
-        assert inbox() == {PROCESSED: 6, RECEIVED: 20}
+        # All stored (a drain already running when the broker went may settle a few).
+        assert sum(inbox().values()) == 26
 
         private_redis.start()  # same port: the web's pending enqueue and the worker reconnect
         wait_for(lambda: inbox() == {PROCESSED: 26}, timeout=60)
