@@ -395,27 +395,28 @@ def post_many(session: Session, journals: Sequence[JournalSpec]) -> list[PostedJ
     """
     if not journals:
         return []
-    refs: set[AccountRef] = set()
+    cache = _cache(session)
+    missing: set[AccountRef] = set()
     for spec in journals:
         _check_shape(spec)
         for leg in spec.legs:
-            if isinstance(leg.account, AccountRef):
-                refs.add(leg.account)
-    if refs:
-        resolve_accounts(session, refs)
-    prepared = [_prepare(session, spec) for spec in journals]
+            account = leg.account
+            if isinstance(account, AccountRef) and account not in cache:
+                missing.add(account)
+    if missing:
+        resolve_accounts(session, missing)
+        cache = _cache(session)
+    prepared = [_prepare(session, cache, spec) for spec in journals]
 
     # Duplicate keys inside the batch: the first is written, the rest must match it.
     first_by_key: dict[str, _Prepared] = {}
     for p in prepared:
-        seen = first_by_key.get(p.spec.key)
-        if seen is None:
-            first_by_key[p.spec.key] = p
-        elif not p.same_as(seen):
+        seen = first_by_key.setdefault(p.spec.key, p)
+        if seen is not p and not p.same_as(seen):
             raise JournalKeyReused(
                 f"Journal key {p.spec.key!r} used twice with different legs.", param="key"
             )
-    unique = list(first_by_key.values())
+    unique = list(first_by_key.values()) if len(first_by_key) < len(prepared) else prepared
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         written = _pg_write(conn, unique)
@@ -424,6 +425,8 @@ def post_many(session: Session, journals: Sequence[JournalSpec]) -> list[PostedJ
         new = [p for p in unique if p.spec.key in inserted]
         written = {j.key: j for j in _write_entries(conn, new, inserted)} if new else {}
 
+    if len(written) == len(prepared):  # the usual case: every journal new, no repeats
+        return [written[p.spec.key] for p in prepared]
     results: dict[str, PostedJournal] = dict(written)
     existing_keys = [p.spec.key for p in unique if p.spec.key not in written]
     if existing_keys:
@@ -473,17 +476,25 @@ def _check_shape(spec: JournalSpec) -> None:
         raise InvalidPosting("source is a (type, id) pair of strings.", code="invalid_source")
 
 
-def _prepare(session: Session, spec: JournalSpec) -> _Prepared:
+def _prepare(session: Session, cache: dict[Any, AccountInfo], spec: JournalSpec) -> _Prepared:
+    source = spec.source
     p = _Prepared(
         spec,
         now_ts() if spec.effective_at is None else spec.effective_at,
-        spec.source[0] if spec.source else None,
-        spec.source[1] if spec.source else None,
+        source[0] if source else None,
+        source[1] if source else None,
     )
-    sums: dict[str, int] = defaultdict(int)
+    legs = p.legs
+    currencies: set[str] = set()
     seen: set[int] = set()
+    total = 0
     for leg in spec.legs:
-        info = _as_info(session, leg.account)
+        account = leg.account
+        if type(account) is AccountInfo:
+            info = account
+        else:
+            found = cache.get(account) if isinstance(account, AccountRef) else None
+            info = found if found is not None else _as_info(session, account)
         if leg.currency is not None and leg.currency != info.currency:
             raise InvalidPosting(
                 f"A {leg.currency} leg on {info.name}, which holds {info.currency}.",
@@ -495,9 +506,16 @@ def _prepare(session: Session, spec: JournalSpec) -> _Prepared:
                 code="duplicate_account",
             )
         seen.add(info.id)
-        sums[info.currency] += leg.amount
-        p.legs.append((info, leg.amount))
-    unbalanced = {c: s for c, s in sums.items() if s != 0}
+        legs.append((info, leg.amount))
+        currencies.add(info.currency)
+        total += leg.amount
+    if len(currencies) == 1:
+        unbalanced = {next(iter(currencies)): total} if total else {}
+    else:
+        sums: dict[str, int] = defaultdict(int)
+        for info, amount in legs:
+            sums[info.currency] += amount
+        unbalanced = {c: v for c, v in sums.items() if v != 0}
     if unbalanced:
         raise InvalidPosting(
             f"Journal {spec.key!r} does not balance: {unbalanced}.", code="unbalanced_journal"
@@ -619,94 +637,128 @@ SELECT id FROM j
 _PG_JOURNALS = """
 INSERT INTO ledger_journals (key, kind, source_type, source_id, effective_at, created,
                              reverses_id, leg_count)
-SELECT x.key, x.kind, x.st, x.si, x.eff, %(created)s::bigint, x.rev, x.n
-FROM unnest(%(key)s::text[], %(kind)s::text[], %(st)s::text[], %(si)s::text[],
-            %(eff)s::bigint[], %(rev)s::bigint[], %(n)s::int[])
+SELECT x.key, x.kind, x.st, x.si, x.eff, %(created)b::bigint, x.rev, x.n
+FROM unnest(%(key)b::text[], %(kind)b::text[], %(st)b::text[], %(si)b::text[],
+            %(eff)b::bigint[], %(rev)b::bigint[], %(n)b::int[])
      AS x(key, kind, st, si, eff, rev, n),
-     (SELECT pg_advisory_xact_lock_shared(%(lock)s::bigint)) AS lk
+     (SELECT pg_advisory_xact_lock_shared(%(lock)b::bigint)) AS lk
 WHERE true
 ON CONFLICT (key) DO NOTHING RETURNING id, key
 """
 
-# Lock the creator rows in id order, then draw the entry ids (so per account, id order is
-# balance_after order).
+# Lock the creator rows in id order (answering their balances), then draw the entry ids: the
+# subquery that draws them depends on the locked rows' aggregate, so it runs after every lock
+# is held and, per account, id order is balance_after order.
 _PG_LOCK_AND_IDS = """
-WITH l AS (SELECT id FROM ledger_accounts WHERE id = ANY(%(ids)s::bigint[])
-           ORDER BY id FOR UPDATE)
-SELECT nextval('ledger_entries_id_seq') FROM generate_series(1, %(n)s::int)
-WHERE (SELECT count(*) FROM l) >= 0
+WITH l AS (SELECT id, balance FROM ledger_accounts WHERE id = ANY(%(ids)b::bigint[])
+           ORDER BY id FOR UPDATE),
+b AS (SELECT count(*) AS n, array_agg(id ORDER BY id) AS ids,
+             array_agg(balance ORDER BY id) AS balances FROM l)
+SELECT b.ids, b.balances,
+       ARRAY(SELECT nextval('ledger_entries_id_seq') FROM generate_series(1, %(n)b::int)
+             WHERE b.n >= 0)
+FROM b
 """
 
-_PG_UPDATE = """
-UPDATE ledger_accounts SET balance = ledger_accounts.balance + v.d, last_entry_id = v.e
-FROM unnest(%(id)s::bigint[], %(d)s::bigint[], %(e)s::bigint[]) AS v(id, d, e)
-WHERE ledger_accounts.id = v.id
-RETURNING ledger_accounts.id, ledger_accounts.balance
-"""
-
+# The creator rows (locked above) and the entries, in one statement.
 _PG_ENTRIES = """
+WITH u AS (
+  UPDATE ledger_accounts SET balance = ledger_accounts.balance + v.d, last_entry_id = v.e
+  FROM unnest(%(uid)b::bigint[], %(ud)b::bigint[], %(ue)b::bigint[]) AS v(id, d, e)
+  WHERE ledger_accounts.id = v.id
+)
 INSERT INTO ledger_entries (id, journal_id, account_id, amount, currency, balance_after)
-SELECT * FROM unnest(%(i)s::bigint[], %(j)s::bigint[], %(a)s::bigint[], %(m)s::bigint[],
-                     %(c)s::text[], %(b)s::bigint[])
+SELECT * FROM unnest(%(i)b::bigint[], %(j)b::bigint[], %(a)b::bigint[], %(m)b::bigint[],
+                     %(c)b::text[], %(b)b::bigint[])
 """
 
 
 def _pg_write(conn: Connection, unique: list[_Prepared]) -> dict[str, PostedJournal]:
-    """PostgreSQL: write the new journals among ``unique``; answer them by key."""
+    """PostgreSQL: write the new journals among ``unique``; answer them by key.
+
+    Two round trips (plus the caller's commit): the journals insert and the creator-row lock
+    (which draws the entry ids) go in one pipeline; then the creator rows and the entries.
+    Parameters travel as binary arrays (no per-element quoting on either side).
+    """
     import psycopg
 
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    dconn: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
     created = now_ts()
     try:
         if len(unique) == 1 and sum(1 for a, _ in unique[0].legs if a.running) <= 1:
-            # One statement: journal (on conflict nothing), creator row, entries.
-            p = unique[0]
-            run = [(a, m) for a, m in p.legs if a.running]
-            plat = [(a, m) for a, m in p.legs if not a.running]
-            cur.execute(_PG_ONE, {
-                "key": p.spec.key, "kind": p.spec.kind, "st": p.source_type,
-                "si": p.source_id, "eff": p.effective_at, "created": created,
-                "rev": p.spec.reverses_id, "n": len(p.legs), "lock": POST_LOCK,
-                "d": run[0][1] if run else None, "acc": run[0][0].id if run else None,
-                "cur": run[0][0].currency if run else None,
-                "pa": [a.id for a, _ in plat], "pm": [m for _, m in plat],
-                "pc": [a.currency for a, _ in plat],
-            }, prepare=True)
-            row = cur.fetchone()
-            return {p.spec.key: _posted(p, int(row[0]))} if row else {}
+            return _pg_write_one(dconn, unique[0], created)
 
-        jrows = cur.execute(_PG_JOURNALS, {
-            "created": created, "lock": POST_LOCK,
-            "key": [p.spec.key for p in unique], "kind": [p.spec.kind for p in unique],
-            "st": [p.source_type for p in unique], "si": [p.source_id for p in unique],
-            "eff": [p.effective_at for p in unique],
-            "rev": [p.spec.reverses_id for p in unique], "n": [len(p.legs) for p in unique],
-        }, prepare=True).fetchall()
-        inserted = {k: int(i) for i, k in jrows}
-        new = [p for p in unique if p.spec.key in inserted]
+        running: set[int] = set()
+        n_legs = 0
+        for p in unique:
+            n_legs += len(p.legs)
+            for info, _ in p.legs:
+                if info.running:
+                    running.add(info.id)
+        spec_of = [p.spec for p in unique]
+        jcur = dconn.cursor(binary=True)
+        lcur = dconn.cursor(binary=True)
+        with dconn.pipeline():
+            jcur.execute(_PG_JOURNALS, {
+                "created": created, "lock": POST_LOCK,
+                "key": [s.key for s in spec_of], "kind": [s.kind for s in spec_of],
+                "st": [p.source_type for p in unique], "si": [p.source_id for p in unique],
+                "eff": [p.effective_at for p in unique],
+                "rev": [s.reverses_id for s in spec_of], "n": [len(p.legs) for p in unique],
+            }, prepare=True)
+            # Optimistic: lock and draw for every journal; a key that already existed just
+            # leaves its rows locked and its ids unused.
+            lcur.execute(_PG_LOCK_AND_IDS, {"ids": sorted(running), "n": n_legs},
+                         prepare=True)
+            jrows = jcur.fetchall()
+            lrow = lcur.fetchone()
+        jcur.close()
+        lcur.close()
+        inserted: dict[str, int] = dict((k, i) for i, k in jrows)
+        new = unique if len(inserted) == len(unique) else [
+            p for p in unique if p.spec.key in inserted]
         if not new:
             return {}
-        flat = [(ji, info, amount) for ji, p in enumerate(new) for info, amount in p.legs]
-        by_account = _running_positions(flat)
-        ids = [int(r[0]) for r in cur.execute(
-            _PG_LOCK_AND_IDS, {"ids": sorted(by_account), "n": len(flat)}, prepare=True)]
-        after: list[int | None] = [None] * len(flat)
-        if by_account:
-            accs = sorted(by_account)
-            deltas = [sum(flat[i][2] for i in by_account[a]) for a in accs]
-            lasts = [max(ids[i] for i in by_account[a]) for a in accs]
-            balances = {int(a): int(b) for a, b in cur.execute(
-                _PG_UPDATE, {"id": accs, "d": deltas, "e": lasts}, prepare=True)}
-            for acc, delta in zip(accs, deltas, strict=True):
-                running = balances[acc] - delta
-                for i in by_account[acc]:
-                    running += flat[i][2]
-                    after[i] = running
+        assert lrow is not None
+        locked_ids, locked_balances, ids = lrow
+        balance_of: dict[int, int] = dict(zip(locked_ids or (), locked_balances or (),
+                                              strict=True))
+        if len(balance_of) != len(running):
+            raise NotFound("A creator ledger account is missing.", code="account_not_found")
+
+        e_journal: list[int] = []
+        e_account: list[int] = []
+        e_amount: list[int] = []
+        e_currency: list[str] = []
+        e_after: list[int | None] = []
+        last: dict[int, int] = {}
+        start = dict(balance_of)
+        k = 0
+        for p in new:
+            jid = inserted[p.spec.key]
+            for info, amount in p.legs:
+                acc = info.id
+                e_journal.append(jid)
+                e_account.append(acc)
+                e_amount.append(amount)
+                e_currency.append(info.currency)
+                if info.running:
+                    after = balance_of[acc] + amount
+                    balance_of[acc] = after
+                    last[acc] = ids[k]
+                    e_after.append(after)
+                else:
+                    e_after.append(None)
+                k += 1
+        u_ids = sorted(last)
+        cur = dconn.cursor(binary=True)
         cur.execute(_PG_ENTRIES, {
-            "i": ids, "j": [inserted[new[ji].spec.key] for ji, _, _ in flat],
-            "a": [info.id for _, info, _ in flat], "m": [m for _, _, m in flat],
-            "c": [info.currency for _, info, _ in flat], "b": after,
+            "uid": u_ids, "ud": [balance_of[a] - start[a] for a in u_ids],
+            "ue": [last[a] for a in u_ids],
+            "i": ids[:k], "j": e_journal, "a": e_account, "m": e_amount, "c": e_currency,
+            "b": e_after,
         }, prepare=True)
+        cur.close()
         return {p.spec.key: _posted(p, inserted[p.spec.key]) for p in new}
     except psycopg.errors.CheckViolation:
         raise _insufficient() from None
@@ -715,8 +767,24 @@ def _pg_write(conn: Connection, unique: list[_Prepared]) -> dict[str, PostedJour
             raise Conflict("That journal is already reversed.",
                            code="journal_already_reversed") from None
         raise
-    finally:
-        cur.close()
+
+
+def _pg_write_one(dconn: Any, p: _Prepared, created: int) -> dict[str, PostedJournal]:
+    """One journal with at most one creator leg: one statement (journal, row, entries)."""
+    run = [(a, m) for a, m in p.legs if a.running]
+    plat = [(a, m) for a, m in p.legs if not a.running]
+    with dconn.cursor() as cur:
+        cur.execute(_PG_ONE, {
+            "key": p.spec.key, "kind": p.spec.kind, "st": p.source_type,
+            "si": p.source_id, "eff": p.effective_at, "created": created,
+            "rev": p.spec.reverses_id, "n": len(p.legs), "lock": POST_LOCK,
+            "d": run[0][1] if run else None, "acc": run[0][0].id if run else None,
+            "cur": run[0][0].currency if run else None,
+            "pa": [a.id for a, _ in plat], "pm": [m for _, m in plat],
+            "pc": [a.currency for a, _ in plat],
+        }, prepare=True)
+        row = cur.fetchone()
+    return {p.spec.key: _posted(p, int(row[0]))} if row else {}
 
 
 def _expanding(name: str) -> Any:
