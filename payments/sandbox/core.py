@@ -7,6 +7,7 @@ Everything here runs under one re-entrant lock (``Sandbox.lock``). The HTTP laye
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import heapq
@@ -73,6 +74,8 @@ class SandboxCore:
             self.objects: dict[str, Obj] = {}
             self.order: dict[str, list[str]] = {}
             self.index: dict[str, int] = {}
+            # Kinds whose stored order is not also ``created`` order (lists then scan it all).
+            self.unsorted: set[str] = set()
             self.owner: dict[str, str | None] = {}
             self.internal: dict[str, Obj] = {}
             self.created_counts: Counter[str] = Counter()
@@ -97,6 +100,8 @@ class SandboxCore:
     def _store(self, obj: Obj, account: str | None = None) -> Obj:
         kind = obj["object"]
         ids = self.order.setdefault(kind, [])
+        if ids and self.objects[ids[-1]].get("created", 0) > obj.get("created", 0):
+            self.unsorted.add(kind)
         self.index[obj["id"]] = len(ids)
         ids.append(obj["id"])
         self.objects[obj["id"]] = obj
@@ -472,13 +477,19 @@ class SandboxCore:
             out = out[:limit]
             out.reverse()
         else:
+            lo, hi = _created_bounds(params) if kind not in self.unsorted else (None, None)
             if after is not None:
                 if after not in self.index or self.objects[after]["object"] != kind:
                     raise missing(kind, after, "starting_after")
                 j = self.index[after] - 1
+            elif hi is not None:
+                # Sorted by created: skip everything newer than the range in one step.
+                j = bisect.bisect_left(ids, hi, key=lambda i: self.objects[i]["created"]) - 1
             else:
                 j = len(ids) - 1
             while j >= 0 and len(out) <= limit:
+                if lo is not None and self.objects[ids[j]]["created"] < lo:
+                    break  # sorted: nothing older can match
                 if ok(ids[j]):
                     out.append(self.objects[ids[j]])
                 j -= 1
@@ -1427,3 +1438,21 @@ class SandboxCore:
                     continue
                 out.append(o["id"])
             return out
+
+
+def _created_bounds(params: Obj) -> tuple[int | None, int | None]:
+    """``created[gte|gt]`` and ``created[lt|lte]`` as ``(lowest, first excluded)``, if given."""
+    v = params.get("created")
+    if not isinstance(v, dict):
+        return None, None
+    lo = hi = None
+    with contextlib.suppress(TypeError, ValueError):
+        if "gte" in v:
+            lo = int(v["gte"])
+        elif "gt" in v:
+            lo = int(v["gt"]) + 1
+        if "lt" in v:
+            hi = int(v["lt"])
+        elif "lte" in v:
+            hi = int(v["lte"]) + 1
+    return lo, hi
