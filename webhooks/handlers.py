@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from payments.ledger import service as ledger
 from payments.tips import service as tips
+from payments.tips.models import Tip
 
 
 class BalanceSource(Protocol):
@@ -31,9 +32,17 @@ class HandlerContext:
     fee_rate: Decimal
     # Journals of the event being handled; the pipeline posts them with the batch.
     journals: list[ledger.JournalSpec] = field(default_factory=list)
+    # Tips the pipeline already locked for the batch, by public id (one query per batch).
+    tips: dict[str, Tip] = field(default_factory=dict)
 
     def add(self, specs: list[ledger.JournalSpec]) -> None:
         self.journals.extend(specs)
+
+    def find_tip(self, session: Session, obj: dict[str, Any]) -> Tip | None:
+        """``tips.find_tip``, answered from the batch's locked tips when it can be."""
+        meta = obj.get("metadata")
+        found = self.tips.get(meta.get("tip_id", "")) if isinstance(meta, dict) else None
+        return found if found is not None else tips.find_tip(session, obj)
 
 
 Handler = Callable[[Session, dict[str, Any], HandlerContext], None]
@@ -55,7 +64,7 @@ def _is_tip(obj: dict[str, Any]) -> bool:
 def on_payment_intent(session: Session, intent: dict[str, Any], ctx: HandlerContext) -> None:
     if not _is_tip(intent):
         return
-    tip = tips.find_tip(session, intent)
+    tip = ctx.find_tip(session, intent)
     if tip is None:
         raise LookupError(f"tip {intent['metadata'].get('tip_id')} of {intent['id']} not found")
     tips.apply_payment_intent(session, tip, intent)
@@ -64,7 +73,7 @@ def on_payment_intent(session: Session, intent: dict[str, Any], ctx: HandlerCont
 def on_charge_succeeded(session: Session, charge: dict[str, Any], ctx: HandlerContext) -> None:
     if not _is_tip(charge):
         return
-    tip = tips.find_tip(session, charge)
+    tip = ctx.find_tip(session, charge)
     if tip is None:
         raise LookupError(f"tip {charge['metadata'].get('tip_id')} of {charge['id']} not found")
     if not charge.get("captured") or not charge.get("balance_transaction"):
@@ -77,7 +86,7 @@ def on_charge_succeeded(session: Session, charge: dict[str, Any], ctx: HandlerCo
 def on_charge_refunded(session: Session, charge: dict[str, Any], ctx: HandlerContext) -> None:
     if not _is_tip(charge):
         return
-    tip = tips.find_tip(session, charge)
+    tip = ctx.find_tip(session, charge)
     if tip is not None:
         tips.charge_refunded(session, tip, charge)
 

@@ -1,19 +1,25 @@
 """The worker side of the inbox: claim a batch, apply each event, post, mark, commit.
 
 One transaction per batch, not per event: handlers collect journals and the batch posts them
-with one ``post_many``. Each event runs in a savepoint, so one bad event is marked ``failed``
-and the rest of the batch still lands. Should the batch's final posting be refused, the batch
-is rolled back and replayed one event per transaction, isolating the culprit.
+with one ``post_many``. The batch's tips are locked with one query (in id order) and its
+balance transactions fetched a page of 100 at a time. A batch is first applied in one
+savepoint with no per-event overhead; if any event raises, that savepoint is rolled back and
+the batch is applied again with each event in its own savepoint, so one bad event is marked
+``failed`` and the rest of the batch still lands. Should the batch's final posting be
+refused, the batch is rolled back and replayed one event per transaction, isolating the
+culprit.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -23,18 +29,33 @@ from payments.db import session_scope
 from payments.gateway import Gateway, GatewayError, TransientGatewayError
 from payments.gateways import gateway_for
 from payments.ledger import service as ledger
+from payments.tips.models import Tip
 from webhooks import service as inbox
 from webhooks.handlers import HANDLED_TYPES, HANDLERS, HandlerContext, balance_transaction_ids
-from webhooks.models import RECEIVED, WebhookEvent
+from webhooks.models import PROCESSED, RECEIVED, WebhookEvent
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 # With this many balance transactions to fetch, list them by time range instead of one by one.
 LIST_THRESHOLD = 20
+# The listing window around the batch's event times. A charge's balance transaction is made
+# with (just before) its event; older ones (a late refund.updated) are fetched by id.
+LIST_BEFORE = 60
+LIST_AFTER = 1
+# Pages read per 100 wanted before giving up on the listing and fetching the rest by id.
+LIST_PAGES_PER_100 = 5
+# Balance transactions remembered per process (the amounts we read from them never change).
+CACHE_MAX = 50_000
 BACKFILL_CURSOR = "stripe_events"
 # Events can be created slightly out of order; re-read this far behind the cursor.
 BACKFILL_OVERLAP = 300
+
+
+# Per gateway, in this process: balance transactions already read, kept across drain tasks
+# (a page listed for one batch usually holds the next batch's transactions too).
+_TXN_CACHES: weakref.WeakKeyDictionary[Gateway, dict[str, dict[str, Any]]] = (
+    weakref.WeakKeyDictionary())
 
 
 class StripeReader:
@@ -42,18 +63,28 @@ class StripeReader:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.txns: dict[str, dict[str, Any]] = {}
+        self.txns = _TXN_CACHES.setdefault(gateway, {})
 
     def prefetch(self, txn_ids: Iterable[str], created_range: tuple[int, int]) -> None:
         missing = {t for t in txn_ids if t not in self.txns}
         if len(missing) >= LIST_THRESHOLD:
+            if len(self.txns) > CACHE_MAX:
+                self.txns.clear()
             lo, hi = created_range
-            for txn in self.gateway.iter_balance_transactions(created_gte=lo - 60,
-                                                              created_lt=hi + 3600):
-                self.txns[txn["id"]] = txn
-                missing.discard(txn["id"])
-                if not missing:
+            # Newest first from just after the batch's last event: the pages hold the batch's
+            # own transactions (and those of batches made at the same time), not everything
+            # created since. Bounded, so a stray old transaction cannot make us read it all.
+            after: str | None = None
+            for _ in range(len(missing) // 100 * LIST_PAGES_PER_100 + LIST_PAGES_PER_100):
+                page = self.gateway.list_balance_transactions(
+                    created_gte=lo - LIST_BEFORE, created_lt=hi + LIST_AFTER, limit=100,
+                    starting_after=after)
+                for txn in page["data"]:
+                    self.txns[txn["id"]] = txn
+                    missing.discard(txn["id"])
+                if not missing or not page["has_more"] or not page["data"]:
                     break
+                after = page["data"][-1]["id"]
         if missing:
             with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
                 for txn in pool.map(self.gateway.retrieve_balance_transaction, sorted(missing)):
@@ -77,6 +108,59 @@ def _post(session: Session, specs: Sequence[ledger.JournalSpec]) -> None:
         ledger.post_many(session, list(unique.values()))
 
 
+def _lock_tips(session: Session, rows: Sequence[WebhookEvent]) -> dict[str, Tip]:
+    """Lock the batch's tips (named in the events' metadata) with one query, in id order."""
+    ids = set()
+    for row in rows:
+        obj = row.payload.get("data", {}).get("object")
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        if isinstance(meta, dict) and meta.get("creatorpay_kind") == "tip" and meta.get("tip_id"):
+            ids.add(str(meta["tip_id"]))
+    if not ids:
+        return {}
+    stmt = select(Tip).where(Tip.public_id.in_(sorted(ids))).order_by(Tip.id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return {tip.public_id: tip for tip in session.scalars(stmt)}
+
+
+def _mark_processed_all(session: Session, rows: Sequence[WebhookEvent]) -> None:
+    """``inbox.mark_processed`` for every row, as one statement."""
+    if not rows:
+        return
+    now = now_ts()
+    session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.id.in_([r.id for r in rows]))
+        .values(status=PROCESSED, processed_at=now, last_error=None,
+                attempts=WebhookEvent.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    for row in rows:  # keep the loaded objects in step without flushing them again
+        session.expire(row)
+
+
+def _apply_all(
+    session: Session, rows: Sequence[WebhookEvent], reader: StripeReader, fee_rate: Decimal,
+    tips: dict[str, Tip],
+) -> None:
+    """The whole batch with no savepoint per event; raises if any event does."""
+    ctx = HandlerContext(reader, fee_rate, tips=tips)
+    for row in rows:
+        route = HANDLERS.get(row.type)
+        if route is None:
+            continue
+        if route.reads_ledger:
+            _post(session, ctx.journals)
+            ctx.journals.clear()
+        route.handler(session, row.payload["data"]["object"], ctx)
+        if route.reads_ledger:
+            _post(session, ctx.journals)
+            ctx.journals.clear()
+    _post(session, ctx.journals)
+    _mark_processed_all(session, rows)
+
+
 def process_rows(
     session: Session, rows: Sequence[WebhookEvent], reader: StripeReader, fee_rate: Decimal,
     *, batched: bool = True,
@@ -85,6 +169,16 @@ def process_rows(
     reader.prefetch(
         (t for r in rows for t in balance_transaction_ids(r.payload)), (min(created), max(created))
     )
+    tips = _lock_tips(session, rows)
+    if batched and len(rows) > 1:
+        try:
+            with session.begin_nested():
+                _apply_all(session, rows, reader, fee_rate, tips)
+            return
+        except DBAPIError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - redo event by event, below
+            log.info("batch of %d: %s; applying event by event", len(rows), exc)
     pending: list[ledger.JournalSpec] = []
     for row in rows:
         route = HANDLERS.get(row.type)
@@ -94,7 +188,7 @@ def process_rows(
         if route.reads_ledger and pending:
             _post(session, pending)
             pending = []
-        ctx = HandlerContext(reader, fee_rate)
+        ctx = HandlerContext(reader, fee_rate, tips=tips)
         try:
             with session.begin_nested():
                 route.handler(session, row.payload["data"]["object"], ctx)
@@ -106,7 +200,7 @@ def process_rows(
             inbox.schedule_retry(row, f"transient: {exc}")
             continue
         except DBAPIError:
-            raise  # the database itself: the whole batch retries
+            raise
         except (GatewayError, Exception) as exc:  # noqa: BLE001 - a bad event must not block others
             log.exception("event %s (%s) failed", row.stripe_id, row.type)
             inbox.mark_failed(row, f"{type(exc).__name__}: {exc}")
