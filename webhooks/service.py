@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from payments.clock import now_ts
@@ -18,21 +18,56 @@ MAX_ATTEMPTS = 8
 MAX_ERROR_CHARS = 2000
 
 
+_STORE: dict[str, Any] = {}
+
+
+def _store_statement(session: Session) -> Any:
+    """The store statement, built once per dialect (only the parameters change)."""
+    dialect = session.get_bind().dialect.name
+    stmt = _STORE.get(dialect)
+    if stmt is None:
+        cols = ("stripe_id", "type", "status", "payload", "stripe_created", "livemode", "via",
+                "attempts", "next_attempt_at", "received_at")
+        stmt = _STORE[dialect] = (
+            insert_ignoring_conflicts(session, WebhookEvent.__table__, ["stripe_id"])
+            .values({c: bindparam(c, type_=WebhookEvent.__table__.c[c].type) for c in cols})
+            .returning(WebhookEvent.__table__.c.id, WebhookEvent.__table__.c.stripe_id)
+        )
+    return stmt
+
+
+def _store_params(event: dict[str, Any], via: str, now: int) -> dict[str, Any]:
+    return {
+        "stripe_id": event["id"],
+        "type": event["type"],
+        "status": RECEIVED,
+        "payload": event,
+        "stripe_created": int(event.get("created") or 0),
+        "livemode": bool(event.get("livemode")),
+        "via": via,
+        "attempts": 0,
+        "next_attempt_at": 0,
+        "received_at": now,
+    }
+
+
 def store_event(session: Session, event: dict[str, Any], via: str = "webhook") -> int | None:
     """``INSERT ... ON CONFLICT (stripe_id) DO NOTHING``; the new row's id, or None if known."""
-    stmt = insert_ignoring_conflicts(session, WebhookEvent.__table__, ["stripe_id"]).values(
-        stripe_id=event["id"],
-        type=event["type"],
-        status=RECEIVED,
-        payload=event,
-        stripe_created=int(event.get("created") or 0),
-        livemode=bool(event.get("livemode")),
-        via=via,
-        attempts=0,
-        next_attempt_at=0,
-        received_at=now_ts(),
-    ).returning(WebhookEvent.__table__.c.id)
-    return session.execute(stmt).scalar_one_or_none()
+    return session.execute(_store_statement(session),
+                           _store_params(event, via, now_ts())).scalar_one_or_none()
+
+
+def store_events_returning(
+    session: Session, events: Sequence[dict[str, Any]], via: str = "webhook"
+) -> dict[str, int]:
+    """``store_event`` for many events in one statement: {stripe id: new row id} of the new."""
+    if len(events) == 1:
+        new_id = store_event(session, events[0], via)
+        return {} if new_id is None else {events[0]["id"]: new_id}
+    now = now_ts()
+    rows = session.execute(_store_statement(session),
+                           [_store_params(e, via, now) for e in events])
+    return {stripe_id: int(row_id) for row_id, stripe_id in rows}
 
 
 def store_events(session: Session, events: Sequence[dict[str, Any]], via: str) -> int:
