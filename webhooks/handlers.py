@@ -91,6 +91,26 @@ def on_charge_refunded(session: Session, charge: dict[str, Any], ctx: HandlerCon
         tips.charge_refunded(session, tip, charge)
 
 
+def _ensure_earning(session: Session, tip: Tip, charge_id: Any, ctx: HandlerContext) -> None:
+    """Post the tip's earning first when a refund or dispute overtakes its charge's events.
+
+    The take-back debits what is still pending for the tip; without the earning posted it
+    would debit ``available`` instead, and the buckets would depend on delivery order. The
+    charge event, when it comes, finds the same journals and writes nothing.
+    """
+    if tips.earning_posted(session, tip):
+        return
+    charge_id = charge_id["id"] if isinstance(charge_id, dict) else (charge_id or tip.charge_id)
+    if not charge_id:
+        raise LookupError(f"tip {tip.public_id}: no charge to post its earning from")
+    charge = ctx.stripe.retrieve_charge(charge_id)
+    if not charge.get("captured") or not charge.get("balance_transaction"):
+        raise LookupError(f"charge {charge_id} of tip {tip.public_id} is not captured")
+    txn_id = charge["balance_transaction"]
+    txn = ctx.stripe.balance_transaction(txn_id if isinstance(txn_id, str) else txn_id["id"])
+    ledger.post_many(session, tips.charge_succeeded(session, tip, charge, txn, ctx.fee_rate))
+
+
 def on_refund(session: Session, refund: dict[str, Any], ctx: HandlerContext) -> None:
     if refund.get("status") != "succeeded" or not refund.get("balance_transaction"):
         return  # pending or failed refunds move no money
@@ -98,6 +118,7 @@ def on_refund(session: Session, refund: dict[str, Any], ctx: HandlerContext) -> 
                                   "charge": refund.get("charge")})
     if tip is None:
         return
+    _ensure_earning(session, tip, refund.get("charge"), ctx)
     txn_id = refund["balance_transaction"]
     txn = ctx.stripe.balance_transaction(txn_id if isinstance(txn_id, str) else txn_id["id"])
     tips.refund_settled(session, tip, refund, txn, ctx.fee_rate)
@@ -108,6 +129,7 @@ def on_dispute(session: Session, dispute: dict[str, Any], ctx: HandlerContext) -
                                   "charge": dispute.get("charge")})
     if tip is None:
         return
+    _ensure_earning(session, tip, dispute.get("charge"), ctx)
     tips.dispute_changed(session, tip, dispute)
 
 

@@ -394,11 +394,19 @@ def charge_succeeded(
         gross=gross,
         processor_fee=int(txn["fee"]),
         platform_fee=platform_fee,
-        key=f"tip:{tip.public_id}",
+        key=earning_key(tip),
         kind="tip",
         source=("tip", tip.public_id),
         effective_at=int(txn["created"]),
     )
+
+
+def earning_key(tip: Tip) -> str:
+    return f"tip:{tip.public_id}"
+
+
+def earning_posted(session: Session, tip: Tip) -> bool:
+    return ledger.journal_by_key(session, earning_key(tip)) is not None
 
 
 def _take_from_creator(
