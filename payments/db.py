@@ -66,6 +66,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_recycle", 1800)
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
@@ -77,6 +78,7 @@ class Database:
 
     def __init__(self) -> None:
         self.url: str | None = None
+        self.pre_ping = True
         self._engine: Engine | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
@@ -84,10 +86,15 @@ class Database:
         # Tests bind every session to one connection inside an outer transaction.
         self._bound: Any = None
 
-    def configure(self, url: str) -> None:
-        if url != self.url:
+    def configure(self, url: str, *, pre_ping: bool = True) -> None:
+        """Use ``url``. ``pre_ping`` tests each connection on checkout: the web tier keeps it
+        (a request never fails on a connection the database dropped); workers turn it off,
+        since it costs a round trip per transaction and a task that meets a dead connection
+        is retried anyway (SQLAlchemy then invalidates the whole pool)."""
+        if url != self.url or pre_ping != self.pre_ping:
             self.dispose()
             self.url = url
+            self.pre_ping = pre_ping
 
     @property
     def engine(self) -> Engine:
@@ -99,7 +106,7 @@ class Database:
                     if self._engine is not None:
                         # Inherited across fork: drop the parent's pool without closing its sockets.
                         self._engine.dispose(close=False)
-                    self._engine = make_engine(self.url)
+                    self._engine = make_engine(self.url, pool_pre_ping=self.pre_ping)
                     self._factory = sessionmaker(self._engine, expire_on_commit=False)
                     self._pid = os.getpid()
         return self._engine

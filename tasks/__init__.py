@@ -44,8 +44,7 @@ def current_config() -> Config:
 def _after_fork(**_: Any) -> None:
     # The parent may have opened a pool before forking; never share it across processes.
     db.dispose()
-    config = load_config()
-    db.configure(config.database_url)
+    db.configure(current_config().database_url, pre_ping=False)
 
 
 db.configure(load_config().database_url)
