@@ -24,6 +24,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -69,7 +70,17 @@ class LedgerAccount(Base):
 
 class Journal(Base):
     __tablename__ = "ledger_journals"
-    __table_args__ = (Index("ix_ledger_journals_source", "source_type", "source_id"),)
+    __table_args__ = (
+        Index("ix_ledger_journals_source", "source_type", "source_id"),
+        # At most one reversal per journal. Partial: nearly every journal has no
+        # ``reverses_id``, and a full unique index would still take an entry for each NULL,
+        # all on its rightmost page (measured: ~6% of a post_many batch).
+        Index(
+            "uq_ledger_journals_reverses", "reverses_id", unique=True,
+            postgresql_where=text("reverses_id IS NOT NULL"),
+            sqlite_where=text("reverses_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     key: Mapped[str] = mapped_column(String(255), unique=True)
@@ -80,7 +91,7 @@ class Journal(Base):
     created: Mapped[int] = mapped_column(BigInteger)
     # A correction is a reversing journal linked to what it reverses (at most one each).
     reverses_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("ledger_journals.id"), unique=True
+        BigInteger, ForeignKey("ledger_journals.id")
     )
     leg_count: Mapped[int] = mapped_column(Integer)
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from payments.errors import InsufficientBalance
+from payments.errors import Conflict, InsufficientBalance
 from payments.ledger import service as ledger
 from payments.ledger.models import Entry, Journal, LedgerAccount
 from payments.ledger.service import (
@@ -199,6 +199,22 @@ def test_reversal_mirrors_and_links_once(db_session: Session, creator_id: int) -
     again = ledger.reverse(db_session, j.id)
     assert again.id == rev.id
     assert ledger.creator_balances(db_session, creator_id)[0]["pending"] == 0
+    assert ledger.verify(db_session).ok
+
+
+def test_a_second_reversal_under_another_key_is_refused(db_session: Session,
+                                                       creator_id: int) -> None:
+    """The database holds one reversal per journal (a partial unique index)."""
+    j = ledger.post(db_session, "r2", "tip", tip_legs(creator_id, 300))
+    rev = ledger.reverse(db_session, j.id)
+    mirror = [ledger.Leg(ledger.account_by_id(db_session, a), -m) for a, m in j.legs]
+    with pytest.raises(Conflict) as err, db_session.begin_nested():
+        ledger.post(db_session, "r2-again", "reversal", mirror, reverses_id=j.id)
+    assert err.value.code == "journal_already_reversed"
+    # Journals that reverse nothing are unconstrained by it.
+    for n in range(3):
+        assert ledger.post(db_session, f"free{n}", "tip", tip_legs(creator_id, 1)).reverses_id is None
+    assert ledger.get_journal(db_session, rev.id).reverses_id == j.id
     assert ledger.verify(db_session).ok
 
 
