@@ -504,9 +504,9 @@ class Gateway:
             params["currency"] = currency
         # A page is read as plain JSON: building StripeObjects for 100 transactions only to
         # turn them back into dicts costs more than the request itself.
+        query: dict[str, Any] = {**params, **_opts(None, stripe_account)}
         return self._call(lambda: self.client.raw_request(
-            "get", "/v1/balance_transactions", **params,
-            **_opts(None, stripe_account)).data)
+            "get", "/v1/balance_transactions", **query).data)
 
     def iter_balance_transactions(self, **filters: Any) -> Iterator[dict[str, Any]]:
         """Every matching balance transaction, newest first, page by page."""
