@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import JSON, Text, bindparam, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from payments.clock import now_ts
@@ -28,20 +29,26 @@ def _store_statement(session: Session) -> Any:
     if stmt is None:
         cols = ("stripe_id", "type", "status", "payload", "stripe_created", "livemode", "via",
                 "attempts", "next_attempt_at", "received_at")
+        values: dict[str, Any] = {
+            c: bindparam(c, type_=WebhookEvent.__table__.c[c].type) for c in cols}
+        # The payload arrives as the JSON text Stripe signed: stored as sent, not re-encoded.
+        payload = bindparam("payload", type_=Text)
+        values["payload"] = cast(payload, JSON) if dialect == "postgresql" else payload
         stmt = _STORE[dialect] = (
             insert_ignoring_conflicts(session, WebhookEvent.__table__, ["stripe_id"])
-            .values({c: bindparam(c, type_=WebhookEvent.__table__.c[c].type) for c in cols})
+            .values(values)
             .returning(WebhookEvent.__table__.c.id, WebhookEvent.__table__.c.stripe_id)
         )
     return stmt
 
 
-def _store_params(event: dict[str, Any], via: str, now: int) -> dict[str, Any]:
+def _store_params(event: dict[str, Any], via: str, now: int,
+                  raw: bytes | None = None) -> dict[str, Any]:
     return {
         "stripe_id": event["id"],
         "type": event["type"],
         "status": RECEIVED,
-        "payload": event,
+        "payload": raw.decode("utf-8") if raw is not None else json.dumps(event),
         "stripe_created": int(event.get("created") or 0),
         "livemode": bool(event.get("livemode")),
         "via": via,
@@ -51,28 +58,35 @@ def _store_params(event: dict[str, Any], via: str, now: int) -> dict[str, Any]:
     }
 
 
-def store_event(session: Session, event: dict[str, Any], via: str = "webhook") -> int | None:
-    """``INSERT ... ON CONFLICT (stripe_id) DO NOTHING``; the new row's id, or None if known."""
+def store_event(session: Session, event: dict[str, Any], via: str = "webhook",
+                raw: bytes | None = None) -> int | None:
+    """``INSERT ... ON CONFLICT (stripe_id) DO NOTHING``; the new row's id, or None if known.
+
+    ``raw`` is the body the event was parsed from (a webhook's verified bytes), stored as is.
+    """
     return session.execute(_store_statement(session),
-                           _store_params(event, via, now_ts())).scalar_one_or_none()
+                           _store_params(event, via, now_ts(), raw)).scalar_one_or_none()
 
 
 def store_events_returning(
-    session: Session, events: Sequence[dict[str, Any]], via: str = "webhook"
+    session: Session, events: Sequence[dict[str, Any]], via: str = "webhook",
+    raws: Sequence[bytes | None] | None = None,
 ) -> dict[str, int]:
     """``store_event`` for many events in one statement: {stripe id: new row id} of the new."""
+    raws = raws if raws is not None else [None] * len(events)
     if len(events) == 1:
-        new_id = store_event(session, events[0], via)
+        new_id = store_event(session, events[0], via, raws[0])
         return {} if new_id is None else {events[0]["id"]: new_id}
     now = now_ts()
     rows = session.execute(_store_statement(session),
-                           [_store_params(e, via, now) for e in events])
+                           [_store_params(e, via, now, r) for e, r in zip(events, raws,
+                                                                        strict=True)])
     return {stripe_id: int(row_id) for row_id, stripe_id in rows}
 
 
 def store_events(session: Session, events: Sequence[dict[str, Any]], via: str) -> int:
     """Store many events; returns how many were new."""
-    return sum(1 for e in events if store_event(session, e, via) is not None)
+    return len(store_events_returning(session, events, via)) if events else 0
 
 
 def claim_batch(session: Session, limit: int) -> list[WebhookEvent]:

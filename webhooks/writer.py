@@ -28,10 +28,11 @@ MAX_BATCH = 200
 
 
 class _Item:
-    __slots__ = ("done", "error", "event", "lead", "result")
+    __slots__ = ("done", "error", "event", "lead", "raw", "result")
 
-    def __init__(self, event: dict[str, Any]) -> None:
+    def __init__(self, event: dict[str, Any], raw: bytes | None) -> None:
         self.event = event
+        self.raw = raw
         self.done = threading.Event()
         self.lead = False
         self.result: int | None = None
@@ -45,9 +46,10 @@ class InboxWriter:
         self._writing = False
         self.batches = 0
 
-    def store(self, event: dict[str, Any]) -> int | None:
-        """Store and commit ``event``; its new row id, or None if it was already stored."""
-        item = _Item(event)
+    def store(self, event: dict[str, Any], raw: bytes | None = None) -> int | None:
+        """Store and commit ``event`` (parsed from ``raw``); its new row id, or None if it
+        was already stored."""
+        item = _Item(event, raw)
         with self._lock:
             self._waiting.append(item)
             lead = not self._writing
@@ -86,7 +88,8 @@ class InboxWriter:
 def _store(batch: Sequence[_Item]) -> None:
     try:
         with session_scope() as session:
-            ids = inbox.store_events_returning(session, [i.event for i in batch])
+            ids = inbox.store_events_returning(session, [i.event for i in batch],
+                                               raws=[i.raw for i in batch])
     except DBAPIError as exc:
         if len(batch) == 1 or exc.connection_invalidated or _unavailable(exc):
             for item in batch:
