@@ -37,34 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench._pg import create_db, drop_db, pg_url, sa_url  # noqa: E402
+
 CREATORS = 10_000
 GROSS, FEE = 1500, 150
-
-
-def sa_url(url: str) -> str:
-    return make_url(url).set(drivername="postgresql+psycopg").render_as_string(
-        hide_password=False)
-
-
-def pg_url(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def admin_conn(url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(pg_url(str(make_url(url).set(database="postgres"))), autocommit=True)
-
-
-def create_db(url: str) -> None:
-    name = make_url(url).database
-    with admin_conn(url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_db(url: str) -> None:
-    name = make_url(url).database
-    with admin_conn(url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def setup_accounts(url: str) -> dict[str, Any]:

@@ -62,6 +62,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench._pg import admin_conn, create_db, drop_db, pg_url, sa_url  # noqa: E402
 from payments.sandbox.signing import sign_payload  # noqa: E402
 
 SECRET = "whsec_bench_" + "5" * 24
@@ -78,32 +79,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def sa_url(url: str) -> str:
-    return make_url(url).set(drivername="postgresql+psycopg").render_as_string(
-        hide_password=False)
-
-
-def pg_url(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def admin_conn(url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(pg_url(str(make_url(url).set(database="postgres"))), autocommit=True)
-
-
-def create_db(url: str) -> None:
-    name = make_url(url).database
-    with admin_conn(url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_db(url: str) -> None:
-    name = make_url(url).database
-    with admin_conn(url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
