@@ -115,6 +115,10 @@ class Database:
         """Make every session join ``connection`` through a savepoint (tests), or stop."""
         self._bound = connection
 
+    @property
+    def is_bound(self) -> bool:
+        return self._bound is not None
+
     def session(self) -> Session:
         if self._bound is not None:
             return Session(
