@@ -75,10 +75,6 @@ def create_app(config: Config | None = None) -> Flask:
     api.register_blueprint(accounts_blp)
     for blp in _domain_blueprints():
         api.register_blueprint(blp)
-
-    from payments.cli import register_app_commands
-
-    register_app_commands(app)
     return app
 
 

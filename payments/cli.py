@@ -123,10 +123,6 @@ def _load_domain_commands() -> None:
             cli.add_command(command)
 
 
-def register_app_commands(app: Any) -> None:
-    """Nothing extra on ``flask``'s CLI: ``creatorpay`` is the one command line."""
-
-
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
