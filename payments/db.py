@@ -10,13 +10,13 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import BigInteger, Integer, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.sql.expression import Insert
+from sqlalchemy.sql.expression import Insert, Select
 from sqlalchemy.sql.schema import Table
 
 if TYPE_CHECKING:
@@ -157,6 +157,17 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+SelectT = TypeVar("SelectT", bound=Select[Any])
+
+
+def for_update(session: Session, stmt: SelectT, *, skip_locked: bool = False) -> SelectT:
+    """``SELECT ... FOR UPDATE`` on PostgreSQL. SQLite needs none: its writers are already
+    serialised by ``BEGIN IMMEDIATE``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update(skip_locked=skip_locked)
+    return stmt
 
 
 def insert_ignoring_conflicts(

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from payments.clock import now_ts
 from payments.config import Config
-from payments.db import session_scope
+from payments.db import for_update, session_scope
 from payments.gateway import Gateway, GatewayError, TransientGatewayError
 from payments.gateways import gateway_for
 from payments.ledger import service as ledger
@@ -119,9 +119,7 @@ def _lock_tips(session: Session, rows: Sequence[WebhookEvent]) -> dict[str, Tip]
     if not ids:
         return {}
     stmt = select(Tip).where(Tip.public_id.in_(sorted(ids))).order_by(Tip.id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return {tip.public_id: tip for tip in session.scalars(stmt)}
+    return {tip.public_id: tip for tip in session.scalars(for_update(session, stmt))}
 
 
 def _mark_processed_all(session: Session, rows: Sequence[WebhookEvent]) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import JSON, Text, bindparam, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from payments.clock import now_ts
-from payments.db import insert_ignoring_conflicts
+from payments.db import for_update, insert_ignoring_conflicts
 from payments.errors import InvalidTransition, NotFound
 from webhooks.models import FAILED, PROCESSED, RECEIVED, WebhookCursor, WebhookEvent
 
@@ -101,16 +101,12 @@ def claim_batch(session: Session, limit: int) -> list[WebhookEvent]:
         .order_by(WebhookEvent.stripe_created, WebhookEvent.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    return list(session.scalars(stmt))
+    return list(session.scalars(for_update(session, stmt, skip_locked=True)))
 
 
 def lock_event(session: Session, event_id: int) -> WebhookEvent | None:
     stmt = select(WebhookEvent).where(WebhookEvent.id == event_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return session.scalar(stmt)
+    return session.scalar(for_update(session, stmt))
 
 
 def mark_processed(row: WebhookEvent) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from payments.accounts.models import Creator, Fan
 from payments.accounts.service import find_creator, min_tip_amount
 from payments.clock import now_ts
+from payments.db import for_update
 from payments.errors import Conflict, InvalidRequest, InvalidTransition, NotFound
 from payments.ledger import service as ledger
 from payments.money import split_fee
@@ -163,9 +164,7 @@ def record_decline(session: Session, tip: Tip, code: str, message: str) -> Tip:
 
 def _tip_by_public_id(session: Session, public_id: str, lock: bool = False) -> Tip | None:
     stmt = select(Tip).where(Tip.public_id == public_id)
-    if lock and session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return session.scalar(stmt)
+    return session.scalar(for_update(session, stmt) if lock else stmt)
 
 
 def get_tip(session: Session, public_id: str, viewer: Viewer) -> Tip:
@@ -340,26 +339,17 @@ def find_tip(session: Session, obj: dict[str, Any]) -> Tip | None:
     pi = obj.get("payment_intent") if obj.get("object") != "payment_intent" else obj.get("id")
     if isinstance(pi, dict):
         pi = pi.get("id")
-    if pi:
-        found: Tip | None = session.scalar(
-            _locked(session, select(Tip).where(Tip.payment_intent_id == pi)))
-        if found is not None:
-            return found
     charge = obj.get("charge") if obj.get("object") != "charge" else obj.get("id")
     if isinstance(charge, dict):
         charge = charge.get("id")
-    if charge:
-        by_charge: Tip | None = session.scalar(
-            _locked(session, select(Tip).where(Tip.charge_id == charge)))
-        return by_charge
+    # Events of one tip are applied one at a time: the row lock orders concurrent workers.
+    for column, value in ((Tip.payment_intent_id, pi), (Tip.charge_id, charge)):
+        if value:
+            found: Tip | None = session.scalar(
+                for_update(session, select(Tip).where(column == value)))
+            if found is not None:
+                return found
     return None
-
-
-def _locked(session: Session, stmt: Any) -> Any:
-    """Events of one tip are applied one at a time: the row lock orders concurrent workers."""
-    if session.get_bind().dialect.name == "postgresql":
-        return stmt.with_for_update()
-    return stmt
 
 
 def _check_currency(tip: Tip, txn: dict[str, Any]) -> None:

@@ -44,6 +44,11 @@ def _gateway_failure(exc: GatewayError) -> PaymentsError:
     )
 
 
+def _stripe_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("Stripe is unreachable; retry with the same Idempotency-Key.",
+                              code="stripe_unavailable")
+
+
 def with_tip(fn: F) -> F:
     """Load the tip in the path (404 unless it is the principal's) before the body is read."""
 
@@ -103,8 +108,7 @@ class Tips(MethodView):
                 extra={"decline_code": exc.decline_code, "tip": tip.public_id},
             ) from None
         except TransientGatewayError:
-            raise ServiceUnavailable("Stripe is unreachable; retry with the same "
-                                     "Idempotency-Key.", code="stripe_unavailable") from None
+            raise _stripe_unavailable() from None
         except GatewayError as exc:
             raise _gateway_failure(exc) from None
         service.apply_payment_intent(session, tip, intent)
@@ -152,8 +156,7 @@ class TipRefund(MethodView):
                           "refund_id": refund.public_id},
             )
         except TransientGatewayError:
-            raise ServiceUnavailable("Stripe is unreachable; retry with the same "
-                                     "Idempotency-Key.", code="stripe_unavailable") from None
+            raise _stripe_unavailable() from None
         except GatewayError as exc:
             service.refund_failed(session, refund, exc.message)
             session.commit()
