@@ -51,6 +51,8 @@ def verify_cmd(quiet: bool) -> None:
             console.print(f"[red]unbalanced journal[/red] {jid}")
         for jid in report.bad_leg_counts[:50]:
             console.print(f"[red]journal with missing entries[/red] {jid}")
+        for jid in report.orphan_journal_ids[:50]:
+            console.print(f"[red]entries for a journal that does not exist[/red] {jid}")
         if report.currency_mismatches:
             console.print(f"[red]{report.currency_mismatches} entries in a foreign currency[/red]")
     verdict = "OK" if report.ok else "DRIFT"

@@ -1,4 +1,9 @@
-"""PostgreSQL refuses UPDATE and DELETE on journals and entries (the append-only trigger)."""
+"""The database's own guards on the books.
+
+PostgreSQL refuses UPDATE and DELETE on journals and entries (the append-only trigger), and
+checks every INSERT into entries as a whole (the journals exist, are complete, balance).
+SQLite refuses an entry whose journal does not exist.
+"""
 
 from __future__ import annotations
 
@@ -30,3 +35,57 @@ def test_trigger_rejects_update_and_delete(db_session: Session, sql: str) -> Non
         "SELECT (SELECT COUNT(*) FROM ledger_journals), (SELECT SUM(amount) FROM ledger_entries),"
         " (SELECT COUNT(*) FROM ledger_entries)")).one()
     assert tuple(counts) == (1, 0, 2)
+
+
+def _posted(session: Session) -> int:
+    return ledger.post(session, "ec1", "tip", [
+        debit(platform_account("stripe_balance", "usd"), 5),
+        credit(creator_account(1, "pending", "usd"), 5)]).id
+
+
+def _entries(session: Session) -> tuple[int, int]:
+    n, total = session.execute(text(
+        "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ledger_entries")).one()
+    return int(n), int(total)
+
+
+def _new_journal(session: Session, legs: int) -> int:
+    return int(session.execute(text(
+        "INSERT INTO ledger_journals (key, kind, effective_at, created, leg_count) "
+        "VALUES ('manual', 'adjustment', 1, 1, :n) RETURNING id"), {"n": legs}).scalar_one())
+
+
+def _insert_entries(session: Session, rows: list[tuple[int, int, int]]) -> None:
+    values = ", ".join(f"({j}, {a}, {m}, 'usd')" for j, a, m in rows)
+    session.execute(text("INSERT INTO ledger_entries (journal_id, account_id, amount, currency) "
+                         f"VALUES {values}"))  # noqa: S608 (ints only)
+
+
+def test_entry_for_a_missing_journal_is_refused(db_session: Session) -> None:
+    jid = _posted(db_session)
+    before = _entries(db_session)
+    with pytest.raises(DBAPIError, match="journal"), db_session.begin_nested():
+        _insert_entries(db_session, [(jid + 1000, 1, 7), (jid + 1000, 2, -7)])
+    assert _entries(db_session) == before
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("rows", [
+    pytest.param([(1, 9), (2, -8)], id="unbalanced"),
+    pytest.param([(1, 9)], id="one-of-two-legs"),
+    pytest.param([(1, 9), (2, -4), (3, -4), (4, -1)], id="more-legs-than-leg_count"),
+])
+def test_entries_insert_must_complete_and_balance_its_journals(
+    db_session: Session, rows: list[tuple[int, int]]
+) -> None:
+    _posted(db_session)
+    before = _entries(db_session)
+    with pytest.raises(DBAPIError, match="unbalanced or not complete"), \
+            db_session.begin_nested():
+        jid = _new_journal(db_session, 2)
+        _insert_entries(db_session, [(jid, a, m) for a, m in rows])
+    assert _entries(db_session) == before
+    # The same journal written whole and balanced goes in.
+    jid = _new_journal(db_session, 2)
+    _insert_entries(db_session, [(jid, 1, 9), (jid, 2, -9)])
+    assert _entries(db_session) == (before[0] + 2, 0)
