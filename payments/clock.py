@@ -38,12 +38,14 @@ def _remote_now() -> float:
     global _remote_offset, _remote_checked
     wall = time.time()
     if wall - _remote_checked > _REMOTE_TTL and _remote_url is not None:
+        # Asked at most once per TTL, answered or not: an unreachable sandbox must not cost
+        # every caller a connection attempt (the last known offset stands meanwhile).
+        _remote_checked = wall
         try:
             with urllib.request.urlopen(_remote_url, timeout=2) as resp:  # noqa: S310 - loopback
                 remote = float(json.load(resp)["now"])
             with _lock:
                 _remote_offset = remote - time.time()
-                _remote_checked = wall
         except (OSError, ValueError, KeyError):
             pass  # sandbox briefly unreachable: keep the last known offset
     return wall + _remote_offset

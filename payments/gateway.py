@@ -14,10 +14,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+import orjson
 import stripe
 
 from payments.sandbox.signing import compute_signature, sign_payload
@@ -210,8 +210,8 @@ def verify_signature(raw_body: bytes, signature_header: str | None, secrets: Seq
 
 def _parse_event_body(raw_body: bytes) -> dict[str, Any]:
     try:
-        event = json.loads(raw_body)
-    except ValueError as exc:
+        event = orjson.loads(raw_body)  # the endpoint's hot path: several times json's speed
+    except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
         raise WebhookSignatureError("Body is not valid JSON.", code="invalid_payload") from exc
     if (not isinstance(event, dict) or not isinstance(event.get("id"), str)
             or not isinstance(event.get("type"), str)

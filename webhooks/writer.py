@@ -131,14 +131,59 @@ class _Dedicated:
             session.close()
 
 
+class _PgAutocommit:
+    """PostgreSQL: the writer's own driver connection, in autocommit, without a Session.
+
+    A batch is one INSERT, so it is its own transaction: autocommit saves the COMMIT round
+    trip, and skipping the ORM's session and transaction bookkeeping saves more (measured
+    together: 346 -> 190 us of CPU for a batch of one). Driver errors are raised as
+    SQLAlchemy's, so the endpoint answers them as it answers any database error.
+    """
+
+    def __init__(self) -> None:
+        self.raw: Any = None
+        self.pid: int | None = None
+        self.engine: Engine | None = None
+
+    def store(self, events: list[dict[str, Any]], raws: list[bytes | None]) -> dict[str, int]:
+        import psycopg
+
+        engine = db.engine
+        try:
+            if self.raw is None or self.pid != os.getpid() or self.engine is not engine:
+                self.raw = None
+                raw = engine.raw_connection()
+                dconn: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
+                dconn.rollback()  # idle, whatever the pool's ping left open
+                dconn.autocommit = True
+                self.raw, self.pid, self.engine = raw, os.getpid(), engine
+            return inbox.store_events_pg(self.raw.driver_connection, events, raws=raws)
+        except psycopg.Error as exc:
+            broken = self.raw is None or bool(self.raw.driver_connection.closed
+                                              or isinstance(exc, psycopg.OperationalError))
+            if broken and self.raw is not None:
+                self.raw.invalidate()
+            if broken:
+                self.raw = None
+            raise DBAPIError.instance(
+                "INSERT INTO webhook_events ...", None, exc, psycopg.Error,
+                connection_invalidated=broken,
+            ) from exc
+
+
 _dedicated = _Dedicated()
+_pg = _PgAutocommit()
 
 
 def _store(batch: Sequence[_Item]) -> None:
+    events = [i.event for i in batch]
+    raws = [i.raw for i in batch]
     try:
-        with _dedicated.session() as session:
-            ids = inbox.store_events_returning(session, [i.event for i in batch],
-                                               raws=[i.raw for i in batch])
+        if not db.is_bound and db.engine.dialect.name == "postgresql":
+            ids = _pg.store(events, raws)
+        else:
+            with _dedicated.session() as session:
+                ids = inbox.store_events_returning(session, events, raws=raws)
     except DBAPIError as exc:
         if len(batch) == 1 or exc.connection_invalidated or _unavailable(exc):
             for item in batch:

@@ -1216,13 +1216,14 @@ def verify(session: Session, progress: Any = None) -> VerifyReport:
         "  GROUP BY journal_id) s ON s.journal_id = j.id "
         "WHERE j.id IS NULL OR s.n IS NULL OR s.n <> j.leg_count OR s.bad = 1"
     )
-    rows = conn.execute(text(journals_sql.format(join="FULL JOIN" if pg else "LEFT JOIN")))
+    journal_rows = conn.execute(
+        text(journals_sql.format(join="FULL JOIN" if pg else "LEFT JOIN")))
     if not pg:
         orphans = conn.execute(text(
             "SELECT DISTINCT e.journal_id FROM ledger_entries e WHERE NOT EXISTS "
             "(SELECT 1 FROM ledger_journals j WHERE j.id = e.journal_id)")).all()
         report.orphan_journal_ids.extend(int(r[0]) for r in orphans)
-    for jid, legs, n, bad, entries_jid in rows:
+    for jid, legs, n, bad, entries_jid in journal_rows:
         if jid is None:
             report.orphan_journal_ids.append(int(entries_jid))
             continue

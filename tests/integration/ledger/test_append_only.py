@@ -56,9 +56,10 @@ def _new_journal(session: Session, legs: int) -> int:
 
 
 def _insert_entries(session: Session, rows: list[tuple[int, int, int]]) -> None:
-    values = ", ".join(f"({j}, {a}, {m}, 'usd')" for j, a, m in rows)
-    session.execute(text("INSERT INTO ledger_entries (journal_id, account_id, amount, currency) "
-                         f"VALUES {values}"))  # noqa: S608 (ints only)
+    values = ", ".join(f"(:j{i}, :a{i}, :m{i}, 'usd')" for i in range(len(rows)))
+    params = {f"{k}{i}": v for i, row in enumerate(rows) for k, v in zip("jam", row, strict=True)}
+    sql = f"INSERT INTO ledger_entries (journal_id, account_id, amount, currency) VALUES {values}"  # noqa: S608 - placeholders only
+    session.execute(text(sql), params)
 
 
 def test_entry_for_a_missing_journal_is_refused(db_session: Session) -> None:
