@@ -75,6 +75,9 @@ def create_app(config: Config | None = None) -> Flask:
     api.register_blueprint(accounts_blp)
     for blp in _domain_blueprints():
         api.register_blueprint(blp)
+    from webhooks.stripe import FastIngest
+
+    app.wsgi_app = FastIngest(app, MAX_BODY)  # type: ignore[method-assign]
     return app
 
 

@@ -39,7 +39,8 @@ class Notifier:
 
     def notify(self) -> None:
         self._ensure_thread()
-        self._wanted.set()
+        if not self._wanted.is_set():  # under load it mostly is: skip the Condition
+            self._wanted.set()
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():

@@ -112,15 +112,14 @@ def store_events_pg(dconn: Any, events: Sequence[dict[str, Any]], via: str = "we
     in autocommit: the one statement is the transaction)."""
     raws = raws if raws is not None else [None] * len(events)
     with dconn.cursor(binary=True) as cur:
-        cur.execute(_PG_STORE, {
+        return {stripe_id: int(row_id) for row_id, stripe_id in cur.execute(_PG_STORE, {
             "via": via, "now": now_ts(),
             "sid": [e["id"] for e in events], "typ": [e["type"] for e in events],
             "body": [r.decode("utf-8") if r is not None else json.dumps(e)
                      for e, r in zip(events, raws, strict=True)],
             "created": "{" + ",".join([str(int(e.get("created") or 0)) for e in events]) + "}",
             "live": "{" + ",".join(["t" if e.get("livemode") else "f" for e in events]) + "}",
-        }, prepare=True)
-        return {stripe_id: int(row_id) for row_id, stripe_id in cur.fetchall()}
+        }, prepare=True)}
 
 
 def store_events(session: Session, events: Sequence[dict[str, Any]], via: str) -> int:

@@ -1,8 +1,21 @@
-"""``POST /webhooks/stripe``: verify, keep what we handle, store once, commit, notify, 200."""
+"""``POST /webhooks/stripe``: verify, keep what we handle, store once, commit, notify, 200.
+
+Stripe calls this more than any other route, so it has two doors to one ``ingest()``:
+
+* ``FastIngest``, a WSGI layer in front of Flask, answers a well-formed signed JSON POST
+  without Flask's per-request work (request context, hooks, response wrappers: measured at
+  about a fifth of a delivery's CPU under load).
+* The Flask view, documented in the OpenAPI schema, answers everything else: FastIngest hands
+  it any request it does not answer 200 (wrong shape, bad signature, database away), body
+  intact, so every error comes from the one place that makes errors.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from flask import Response, current_app, request
 from flask.views import MethodView
@@ -16,6 +29,13 @@ from webhooks.handlers import HANDLED_TYPES
 from webhooks.notify import notifier
 from webhooks.writer import writer
 
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from payments.config import Config
+
+PATH = "/webhooks/stripe"
+
 blp = Blueprint("webhooks", __name__, url_prefix="/webhooks", description="Inbound Stripe events")
 
 
@@ -24,13 +44,26 @@ class ReceiptSchema(Schema):
     stored = fields.Boolean()
 
 
-def _receipt(stored: bool) -> Response:
-    # Two possible answers, serialised once: this endpoint is the hot path.
-    return Response(_RECEIPTS[stored], status=200, mimetype="application/json")
-
-
+# Two possible answers, serialised once.
 _RECEIPTS = {flag: json.dumps({"received": True, "stored": flag}).encode()
              for flag in (True, False)}
+
+
+def ingest(config: Config, raw: bytes, signature: str | None) -> bool:
+    """Verify and parse ``raw``; store it (committed) if we handle its type; wake a drain.
+
+    True when this delivery stored the event, False for a repeat or a type we do not handle.
+    Raises ``WebhookSignatureError`` for a bad signature or body and the database's error
+    when it cannot store.
+    """
+    event = gateway_for(config).parse_event(raw, signature)
+    if event["type"] not in HANDLED_TYPES:
+        return False
+    # Committed before we answer; concurrent deliveries share the INSERT and the COMMIT.
+    new_id = writer.store(event, raw)
+    if new_id is not None:
+        notifier.notify()
+    return new_id is not None
 
 
 @blp.route("/stripe")
@@ -41,16 +74,50 @@ class StripeWebhook(MethodView):
     def post(self) -> Response:
         """Receive a Stripe event (signed with the endpoint secret)."""
         raw = request.get_data(cache=False)
-        gateway = gateway_for(current_app.config["CREATORPAY"])
         try:
-            event = gateway.parse_event(raw, request.headers.get("Stripe-Signature"))
+            stored = ingest(current_app.config["CREATORPAY"], raw,
+                            request.headers.get("Stripe-Signature"))
         except WebhookSignatureError as exc:
             raise InvalidRequest(exc.message or "Invalid signature.",
                                  code=exc.code or "invalid_signature") from None
-        if event["type"] not in HANDLED_TYPES:
-            return _receipt(False)
-        # Committed before we answer; concurrent deliveries share the INSERT and the COMMIT.
-        new_id = writer.store(event, raw)
-        if new_id is not None:
-            notifier.notify()
-        return _receipt(new_id is not None)
+        return Response(_RECEIPTS[stored], status=200, mimetype="application/json")
+
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class FastIngest:
+    """WSGI middleware: ``POST /webhooks/stripe`` with a JSON body of a sane length goes
+    straight to ``ingest()``; everything else, and every failure, goes to Flask."""
+
+    def __init__(self, app: Flask, max_body: int) -> None:
+        self.flask: WSGIApp = app.wsgi_app
+        self.config: Config = app.config["CREATORPAY"]
+        self.max_body = max_body
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+            return self.flask(environ, start_response)
+        length = environ.get("CONTENT_LENGTH") or ""
+        if (not length.isdigit() or not 0 < int(length) <= self.max_body
+                or not _is_json(environ.get("CONTENT_TYPE") or "")
+                or "HTTP_TRANSFER_ENCODING" in environ):
+            return self.flask(environ, start_response)
+        raw = environ["wsgi.input"].read(int(length))
+        try:
+            stored = ingest(self.config, raw, environ.get("HTTP_STRIPE_SIGNATURE"))
+        except Exception:  # noqa: BLE001 - Flask answers it, in the contract's shape
+            environ["wsgi.input"] = io.BytesIO(raw)
+            return self.flask(environ, start_response)
+        body = _RECEIPTS[stored]
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def _is_json(content_type: str) -> bool:
+    # As Flask's ``request.is_json``: application/json or application/*+json.
+    mimetype = content_type.split(";", 1)[0].strip().lower()
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json"))

@@ -215,3 +215,55 @@ def test_broker_down_still_200_and_the_sweeper_drives_it_later(
         lost.stop()
         point_celery_at(base_config)
         broker.stop()
+
+
+@pytest.fixture
+def flask_calls(app: Any) -> Iterator[list[str]]:
+    """The requests that reached Flask (its request_started signal), by path."""
+    from flask import request, request_started
+
+    seen: list[str] = []
+
+    def _count(sender: Any, **_: Any) -> None:
+        seen.append(request.path)
+
+    request_started.connect(_count, app)
+    yield seen
+    request_started.disconnect(_count, app)
+
+
+def test_a_signed_delivery_is_answered_without_flask(
+    client: Any, db_session: Any, secret: str, notified: mock.MagicMock, flask_calls: list[str]
+) -> None:
+    event = make_event()
+    body = json.dumps(event).encode()
+    r = post(client, body, sign_payload(body, secret))
+    assert r.status_code == 200 and r.get_json() == {"received": True, "stored": True}
+    assert r.headers["Content-Type"] == "application/json"
+    assert flask_calls == []  # the fast path answered it
+    assert stored(db_session, event["id"]) == 1
+
+
+@pytest.mark.parametrize("case", ["bad-signature", "text-plain", "too-large", "no-body"])
+def test_anything_else_on_the_webhook_path_gets_flasks_answer(
+    client: Any, db_session: Any, secret: str, notified: mock.MagicMock, flask_calls: list[str],
+    case: str,
+) -> None:
+    event = make_event()
+    body = json.dumps(event).encode()
+    headers = {"Stripe-Signature": sign_payload(body, secret)}
+    content_type = "application/json"
+    if case == "bad-signature":
+        headers["Stripe-Signature"] = sign_payload(body, "whsec_" + "0" * 32)
+    elif case == "text-plain":
+        content_type = "text/plain"
+    elif case == "too-large":
+        body = b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'
+    elif case == "no-body":
+        body = b""
+    r = client.post(PATH, data=body, headers=headers, content_type=content_type)
+    expected = {"bad-signature": 400, "text-plain": 415, "too-large": 413, "no-body": 400}[case]
+    assert r.status_code == expected, r.text
+    assert set(r.get_json()["error"]) >= {"code", "message"}
+    assert flask_calls == [PATH]  # handed over, body intact
+    assert stored(db_session, event["id"]) == 0 and notified.call_count == 0
