@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from functools import lru_cache
 
 from payments.errors import InvalidRequest
 
@@ -114,22 +116,37 @@ def allocate(amount: int, ratios: Sequence[int | Decimal | Fraction]) -> list[in
         raise TypeError("amount must be int minor units")
     if not ratios:
         raise ValueError("ratios must not be empty")
+    weights = _int_weights(tuple(ratios))
+    total = sum(weights)
+    sign = -1 if amount < 0 else 1
+    whole = abs(amount)
+    # Exact share i is whole * w_i / total: its floor and remainder in integers (no Fraction
+    # per call; every worker splits every payment).
+    parts = []
+    remainders = []
+    for w in weights:
+        q, r = divmod(whole * w, total)
+        parts.append(q)
+        remainders.append(r)
+    short = whole - sum(parts)
+    if short:
+        # Hand the remaining units to the largest remainders, earliest first on ties.
+        order = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
+        for i in order[:short]:
+            parts[i] += 1
+    return [sign * p for p in parts]
+
+
+@lru_cache(maxsize=256)
+def _int_weights(ratios: tuple[int | Decimal | Fraction, ...]) -> tuple[int, ...]:
+    """The ratios as integers in the same proportions (over their common denominator)."""
     fracs = [Fraction(r) for r in ratios]
     if any(f < 0 for f in fracs):
         raise ValueError("ratios must not be negative")
-    total = sum(fracs)
-    if total == 0:
+    if not any(fracs):
         raise ValueError("ratios must not all be zero")
-    sign = -1 if amount < 0 else 1
-    whole = abs(amount)
-    exact = [whole * f / total for f in fracs]
-    parts = [int(e) for e in exact]  # floor, since all are >= 0
-    short = whole - sum(parts)
-    # Hand the remaining units to the largest remainders, earliest first on ties.
-    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - parts[i]), i))
-    for i in order[:short]:
-        parts[i] += 1
-    return [sign * p for p in parts]
+    denominator = math.lcm(*(f.denominator for f in fracs))
+    return tuple(f.numerator * (denominator // f.denominator) for f in fracs)
 
 
 def apply_rate(amount: int, rate: Decimal, rounding: str = ROUND_HALF_UP) -> int:
@@ -141,8 +158,7 @@ def apply_rate(amount: int, rate: Decimal, rounding: str = ROUND_HALF_UP) -> int
 
 def split_fee(amount: int, rate: Decimal) -> tuple[int, int]:
     """Split ``amount`` into (fee, rest) at ``rate`` via allocate(); fee + rest == amount."""
-    ratio = Fraction(rate)
-    fee, rest = allocate(amount, [ratio, 1 - ratio])
+    fee, rest = allocate(amount, (rate, 1 - rate))  # exact: Decimal arithmetic
     return fee, rest
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from payments.clock import now_ts
 from payments.config import Config
-from payments.db import for_update, session_scope
+from payments.db import for_update, one_of, session_scope
 from payments.gateway import Gateway, GatewayError, TransientGatewayError
 from payments.gateways import gateway_for
 from payments.ledger import service as ledger
@@ -118,7 +118,7 @@ def _lock_tips(session: Session, rows: Sequence[WebhookEvent]) -> dict[str, Tip]
             ids.add(str(meta["tip_id"]))
     if not ids:
         return {}
-    stmt = select(Tip).where(Tip.public_id.in_(sorted(ids))).order_by(Tip.id)
+    stmt = select(Tip).where(one_of(session, Tip.public_id, sorted(ids))).order_by(Tip.id)
     return {tip.public_id: tip for tip in session.scalars(for_update(session, stmt))}
 
 
@@ -129,7 +129,7 @@ def _mark_processed_all(session: Session, rows: Sequence[WebhookEvent]) -> None:
     now = now_ts()
     session.execute(
         update(WebhookEvent)
-        .where(WebhookEvent.id.in_([r.id for r in rows]))
+        .where(one_of(session, WebhookEvent.id, [r.id for r in rows]))
         .values(status=PROCESSED, processed_at=now, last_error=None,
                 attempts=WebhookEvent.attempts + 1)
         .execution_options(synchronize_session=False)
