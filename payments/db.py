@@ -13,7 +13,17 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-from sqlalchemy import BigInteger, Integer, MetaData, any_, create_engine, event, literal
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    any_,
+    create_engine,
+    event,
+    literal,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -182,7 +192,9 @@ def one_of(session: Session, column: Any, values: Sequence[Any]) -> Any:
     its parsing showed in the workers' profiles).
     """
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(list(values), postgresql.ARRAY(column.type)))
+        # text[] for strings: a varchar(n)[] cast would cut longer values to n and match.
+        element = Text() if isinstance(column.type, String) else column.type
+        return column == any_(literal(list(values), postgresql.ARRAY(element)))
     return column.in_(list(values))
 
 

@@ -116,7 +116,10 @@ def allocate(amount: int, ratios: Sequence[int | Decimal | Fraction]) -> list[in
         raise TypeError("amount must be int minor units")
     if not ratios:
         raise ValueError("ratios must not be empty")
-    weights = _int_weights(tuple(ratios))
+    return _split(amount, _int_weights(tuple(ratios)))
+
+
+def _split(amount: int, weights: tuple[int, ...]) -> list[int]:
     total = sum(weights)
     sign = -1 if amount < 0 else 1
     whole = abs(amount)
@@ -158,8 +161,17 @@ def apply_rate(amount: int, rate: Decimal, rounding: str = ROUND_HALF_UP) -> int
 
 def split_fee(amount: int, rate: Decimal) -> tuple[int, int]:
     """Split ``amount`` into (fee, rest) at ``rate`` via allocate(); fee + rest == amount."""
-    fee, rest = allocate(amount, (rate, 1 - rate))  # exact: Decimal arithmetic
+    if type(amount) is not int:
+        raise TypeError("amount must be int minor units")
+    fee, rest = _split(amount, _fee_weights(rate))
     return fee, rest
+
+
+@lru_cache(maxsize=64)
+def _fee_weights(rate: Decimal) -> tuple[int, ...]:
+    # Fractions, not Decimal arithmetic: 1 - rate must be exact whatever the Decimal context.
+    ratio = Fraction(rate)
+    return _int_weights((ratio, 1 - ratio))
 
 
 __all__ = [

@@ -156,6 +156,8 @@ class _PgAutocommit:
         engine = db.engine
         try:
             if self.raw is None or self.pid != os.getpid() or self.engine is not engine:
+                if self.raw is not None and self.pid == os.getpid():
+                    self.raw.invalidate()  # another engine now (never a parent's socket)
                 self.raw = None
                 raw = engine.raw_connection()
                 dconn: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]

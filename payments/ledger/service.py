@@ -399,7 +399,9 @@ def post(
 def post_many(session: Session, journals: Sequence[JournalSpec]) -> list[PostedJournal]:
     """Write many journals in one transaction: one multi-row statement per table.
 
-    Same guarantees as ``post`` for each journal; the answer is in the order given.
+    Same guarantees as ``post`` for each journal; the answer is in the order given. When it
+    raises after writing (``InsufficientBalance``, a missing account), the transaction holds
+    part of the batch: roll it back, as with any failed write.
     """
     if not journals:
         return []
@@ -747,6 +749,11 @@ def _pg_write(conn: Connection, unique: list[_Prepared]) -> dict[str, PostedJour
         return {k: _posted(by_key[k], jid) for k, jid in zip(jkeys, jids, strict=True)}
     except psycopg.errors.CheckViolation:
         raise _insufficient() from None
+    except psycopg.errors.IntegrityConstraintViolation:
+        # The entries check (migration 0006): post() has already checked balance and legs,
+        # so an incomplete journal here means a creator account row was not there to update.
+        raise NotFound("A creator ledger account is missing.",
+                       code="account_not_found") from None
     except psycopg.errors.UniqueViolation as exc:
         if "reverses_id" in str(exc):
             raise Conflict("That journal is already reversed.",
@@ -796,11 +803,14 @@ def _update_running(
     for acc in sorted(by_account):
         delta = sum(flat[i][2] for i in by_account[acc])
         last = max(ids[i] for i in by_account[acc])
-        running = int(conn.execute(
+        updated = conn.execute(
             text("UPDATE ledger_accounts SET balance = balance + :d, last_entry_id = :e "
                  "WHERE id = :id RETURNING balance"),
             {"d": delta, "e": last, "id": acc},
-        ).scalar_one()) - delta
+        ).scalar_one_or_none()
+        if updated is None:
+            raise NotFound("A creator ledger account is missing.", code="account_not_found")
+        running = int(updated) - delta
         for i in by_account[acc]:
             running += flat[i][2]
             after[i] = running

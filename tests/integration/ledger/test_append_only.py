@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from payments.errors import NotFound
 from payments.ledger import service as ledger
 from payments.ledger.service import creator_account, credit, debit, platform_account
 
@@ -90,3 +91,16 @@ def test_entries_insert_must_complete_and_balance_its_journals(
     jid = _new_journal(db_session, 2)
     _insert_entries(db_session, [(jid, 1, 9), (jid, 2, -9)])
     assert _entries(db_session) == (before[0] + 2, 0)
+
+
+def test_a_missing_creator_account_is_not_found_and_writes_nothing(db_session: Session) -> None:
+    ghost = ledger.AccountInfo(987_654, "creator", 42, "pending", "usd", "credit", True, True)
+    before = _entries(db_session)
+    for legs in (
+        [debit(platform_account("stripe_balance", "usd"), 5), credit(ghost, 5)],  # one journal
+        [debit(platform_account("stripe_balance", "usd"), 5), credit(ghost, 3),
+         credit(creator_account(1, "pending", "usd"), 2)],  # two creator legs: the batch path
+    ):
+        with pytest.raises(NotFound), db_session.begin_nested():
+            ledger.post(db_session, f"ghost{len(legs)}", "tip", legs)
+        assert _entries(db_session) == before

@@ -267,3 +267,42 @@ def test_anything_else_on_the_webhook_path_gets_flasks_answer(
     assert set(r.get_json()["error"]) >= {"code", "message"}
     assert flask_calls == [PATH]  # handed over, body intact
     assert stored(db_session, event["id"]) == 0 and notified.call_count == 0
+
+
+def test_a_store_failure_after_verifying_is_answered_by_flask_without_a_second_store(
+    client: Any, secret: str, notified: mock.MagicMock, flask_calls: list[str]
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    body = json.dumps(make_event()).encode()
+    with mock.patch("webhooks.stripe.writer") as writer:
+        writer.store.side_effect = OperationalError("INSERT ...", None, Exception("db away"))
+        r = post(client, body, sign_payload(body, secret))
+    assert r.status_code == 503, r.text
+    assert r.get_json()["error"]["code"] == "service_unavailable"
+    assert writer.store.call_count == 1  # handed to Flask as the error, not tried again
+    assert flask_calls == [PATH] and notified.call_count == 0
+
+
+def test_a_drain_that_cannot_be_woken_does_not_fail_the_delivery(
+    client: Any, db_session: Any, secret: str
+) -> None:
+    event = make_event()
+    body = json.dumps(event).encode()
+    with mock.patch("webhooks.stripe.notifier") as notifier:
+        notifier.notify.side_effect = RuntimeError("can't start new thread")
+        r = post(client, body, sign_payload(body, secret))
+    assert r.status_code == 200 and r.get_json() == {"received": True, "stored": True}
+    assert stored(db_session, event["id"]) == 1  # the sweeper re-drives it
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "1" * 5000, "-5", "12a"])
+def test_a_content_length_that_is_not_a_number_is_not_a_500(
+    client: Any, secret: str, notified: mock.MagicMock, length: str
+) -> None:
+    body = json.dumps(make_event()).encode()
+    r = client.post(PATH, data=body, content_type="application/json",
+                    headers={"Stripe-Signature": sign_payload(body, secret)},
+                    environ_overrides={"CONTENT_LENGTH": length})
+    assert 400 <= r.status_code < 500, r.text
+    assert notified.call_count == 0
