@@ -24,6 +24,7 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
+from werkzeug.http import parse_options_header
 
 from payments.errors import InvalidRequest
 from payments.gateway import WebhookSignatureError
@@ -136,6 +137,6 @@ class FastIngest:
 
 def _is_json(content_type: str) -> bool:
     # As Flask's ``request.is_json``: application/json or application/*+json.
-    mimetype = content_type.split(";", 1)[0].strip().lower()
+    mimetype = parse_options_header(content_type)[0].lower()
     return mimetype == "application/json" or (
         mimetype.startswith("application/") and mimetype.endswith("+json"))

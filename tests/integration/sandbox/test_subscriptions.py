@@ -103,8 +103,9 @@ def test_renewals_across_several_periods(gateway: Gateway, sandbox: SandboxHandl
     assert all(b - a == 7 * DAY for a, b in zip(ends, ends[1:], strict=False))
 
 
-def test_failed_renewal_retries_then_cancels(gateway: Gateway, sandbox: SandboxHandle,
-                                             webhook_receiver: WebhookReceiver) -> None:
+def _renewal_declined(gateway: Gateway, sandbox: SandboxHandle) -> tuple[dict[str, Any], str]:
+    """A subscription whose card now declines, advanced past its first renewal; answers it
+    and the customer's good payment method."""
     price = tier(gateway, 900)
     cus, pm = fan(gateway)
     sub = gateway.create_subscription(customer=cus, price=price["id"], idempotency_key=k(),
@@ -112,6 +113,12 @@ def test_failed_renewal_retries_then_cancels(gateway: Gateway, sandbox: SandboxH
     bad = gateway.attach_payment_method("pm_card_chargeCustomerFail", customer=cus)
     gateway.update_subscription(sub["id"], idempotency_key=k(), default_payment_method=bad["id"])
     sandbox.advance(period_end(sub) - sandbox.now() + 60)
+    return sub, pm
+
+
+def test_failed_renewal_retries_then_cancels(gateway: Gateway, sandbox: SandboxHandle,
+                                             webhook_receiver: WebhookReceiver) -> None:
+    sub, _ = _renewal_declined(gateway, sandbox)
     sub = gateway.retrieve_subscription(sub["id"], expand=["latest_invoice"])
     inv = sub["latest_invoice"]
     assert sub["status"] == "past_due"
@@ -129,13 +136,7 @@ def test_failed_renewal_retries_then_cancels(gateway: Gateway, sandbox: SandboxH
 
 
 def test_failed_renewal_recovers_with_new_card(gateway: Gateway, sandbox: SandboxHandle) -> None:
-    price = tier(gateway, 900)
-    cus, pm = fan(gateway)
-    sub = gateway.create_subscription(customer=cus, price=price["id"], idempotency_key=k(),
-                                      default_payment_method=pm)
-    bad = gateway.attach_payment_method("pm_card_chargeCustomerFail", customer=cus)
-    gateway.update_subscription(sub["id"], idempotency_key=k(), default_payment_method=bad["id"])
-    sandbox.advance(period_end(sub) - sandbox.now() + 60)
+    sub, pm = _renewal_declined(gateway, sandbox)
     assert gateway.retrieve_subscription(sub["id"])["status"] == "past_due"
     gateway.update_subscription(sub["id"], idempotency_key=k(), default_payment_method=pm)
     inv = gateway.retrieve_subscription(sub["id"], expand=["latest_invoice"])["latest_invoice"]
@@ -146,13 +147,7 @@ def test_failed_renewal_recovers_with_new_card(gateway: Gateway, sandbox: Sandbo
 
 
 def test_pay_invoice_now(gateway: Gateway, sandbox: SandboxHandle) -> None:
-    price = tier(gateway, 900)
-    cus, pm = fan(gateway)
-    sub = gateway.create_subscription(customer=cus, price=price["id"], idempotency_key=k(),
-                                      default_payment_method=pm)
-    bad = gateway.attach_payment_method("pm_card_chargeCustomerFail", customer=cus)
-    gateway.update_subscription(sub["id"], idempotency_key=k(), default_payment_method=bad["id"])
-    sandbox.advance(period_end(sub) - sandbox.now() + 60)
+    sub, pm = _renewal_declined(gateway, sandbox)
     inv = gateway.retrieve_subscription(sub["id"])["latest_invoice"]
     with pytest.raises(CardError):
         gateway.pay_invoice(inv, idempotency_key=k())

@@ -86,17 +86,23 @@ def assert_ledger_complete(tip_ids: list[str]) -> None:
     assert report.ok, report
 
 
+def _served(config: Config, sandbox: SandboxHandle,
+            base_config: Config) -> Iterator[tuple[Config, Served]]:
+    """The app serving ``config``; this process's Celery publishes to its broker meanwhile."""
+    point_celery_at(config)
+    try:
+        with serve(config, sandbox) as served:
+            yield config, served
+    finally:
+        point_celery_at(base_config)
+
+
 @pytest.fixture
 def stack(committed_db: Config, private_sandbox: SandboxHandle,
           base_config: Config) -> Iterator[tuple[Config, Served]]:
     """The app on a private sandbox; this process's Celery publishes to the test broker."""
-    config = sandbox_config(committed_db, private_sandbox)
-    point_celery_at(config)
-    try:
-        with serve(config, private_sandbox) as served:
-            yield config, served
-    finally:
-        point_celery_at(base_config)
+    yield from _served(sandbox_config(committed_db, private_sandbox), private_sandbox,
+                       base_config)
 
 
 def test_worker_killed_mid_batch_then_every_event_once(
@@ -140,13 +146,9 @@ def test_worker_killed_mid_batch_then_every_event_once(
 @pytest.fixture
 def redis_stack(committed_db: Config, private_sandbox: SandboxHandle, base_config: Config,
                 private_redis: PrivateRedis) -> Iterator[tuple[Config, Served]]:
-    config = sandbox_config(committed_db, private_sandbox, broker_url=private_redis.url)
-    point_celery_at(config)
-    try:
-        with serve(config, private_sandbox) as served:
-            yield config, served
-    finally:
-        point_celery_at(base_config)
+    yield from _served(sandbox_config(committed_db, private_sandbox,
+                                      broker_url=private_redis.url),
+                       private_sandbox, base_config)
 
 
 def _statuses(sandbox: SandboxHandle) -> list[Any]:
