@@ -63,7 +63,7 @@ import psycopg  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench._pg import admin_conn, create_db, drop_db, pg_url, sa_url  # noqa: E402
-from payments.sandbox.signing import sign_payload  # noqa: E402
+from payments.gateway import sign_payload  # noqa: E402
 
 SECRET = "whsec_bench_" + "5" * 24
 API_KEY = "sk_test_creatorpay_bench"

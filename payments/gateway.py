@@ -14,13 +14,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import orjson
 import stripe
-
-from payments.sandbox.signing import compute_signature, sign_payload
 
 if TYPE_CHECKING:
     from stripe.params import (
@@ -185,6 +186,23 @@ def map_error(exc: BaseException) -> Exception:
 
 
 # ---------------------------------------------------------------------------- signatures
+
+
+def compute_signature(payload: bytes, secret: str, timestamp: int) -> str:
+    """Hex HMAC-SHA256 of ``b"{timestamp}." + payload`` keyed by ``secret`` (Stripe's ``v1``)."""
+    signed = str(int(timestamp)).encode("ascii") + b"." + payload
+    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+
+
+def sign_payload(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """The ``Stripe-Signature`` header value for ``payload``, exactly as Stripe makes it.
+
+    The sandbox signs its deliveries with it and tests forge events with it; verifying is the
+    SDK's (:func:`verify_signature`), so our signer is checked against Stripe's own code.
+    ``timestamp`` defaults to the real wall-clock time (never a sandbox clock).
+    """
+    ts = int(time.time()) if timestamp is None else int(timestamp)
+    return f"t={ts},v1={compute_signature(payload, secret, ts)}"
 
 
 def verify_signature(raw_body: bytes, signature_header: str | None, secrets: Sequence[str],

@@ -1,11 +1,10 @@
 """Offline Stripe: a loopback HTTP server speaking the subset of Stripe's API creatorpay uses.
 
 Entry points: :func:`serve` (blocking), :func:`start_in_thread` (tests), :func:`main` (CLI,
-``python -m payments.sandbox``). The signing helper lives in :mod:`payments.sandbox.signing`.
+``python -m payments.sandbox``). Webhook signing is :func:`payments.gateway.sign_payload`: the
+sandbox signs with the same code production and tests use.
 """
 
 from payments.sandbox.server import SandboxServer, main, serve, start_in_thread
-from payments.sandbox.signing import compute_signature, sign_payload
 
-__all__ = ["SandboxServer", "compute_signature", "main", "serve", "sign_payload",
-           "start_in_thread"]
+__all__ = ["SandboxServer", "main", "serve", "start_in_thread"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from payments.sandbox.signing import sign_payload
+from payments.gateway import sign_payload
 
 DEFAULT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0)
 

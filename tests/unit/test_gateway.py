@@ -16,13 +16,13 @@ from payments.gateway import (
     GatewayError,
     TransientGatewayError,
     WebhookSignatureError,
+    compute_signature,
     gateway_from_config,
     idempotency_key,
     map_error,
     sign_payload,
     verify_signature,
 )
-from payments.sandbox.signing import compute_signature
 
 SECRET = "whsec_test_secret"
 

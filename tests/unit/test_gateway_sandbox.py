@@ -10,10 +10,10 @@ import stripe
 from hypothesis import given
 from hypothesis import strategies as st
 
+from payments.gateway import sign_payload
 from payments.sandbox.currency import dispute_fee, exponent, processing_fee, prorate
 from payments.sandbox.forms import FormError, parse_form
 from payments.sandbox.model import add_interval
-from payments.sandbox.signing import sign_payload
 
 
 def test_parse_form_nested_and_lists() -> None:
