@@ -6,10 +6,9 @@ policy for tasks that move money: late acks, one message in flight per process, 
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from kombu.entity import Queue
 
+from payments import domains
 from payments.config import load_config
 
 _config = load_config()
@@ -62,12 +61,5 @@ task_routes = {
     "statements.*": {"queue": "statements"},
 }
 
-beat_schedule = {
-    # Re-drive inbox rows stuck in "received" (enqueue lost, worker died) and backfill events
-    # missed entirely from Stripe's Events API.
-    "webhooks.sweep": {"task": "webhooks.sweep", "schedule": timedelta(seconds=30)},
-    # Move matured credits from pending to available.
-    "ledger.mature": {"task": "ledger.mature", "schedule": timedelta(minutes=5)},
-    # Roll the platform accounts' balance checkpoints forward.
-    "ledger.checkpoint": {"task": "ledger.checkpoint", "schedule": timedelta(minutes=1)},
-}
+# What each domain runs on a schedule (``Domain.beat`` in its package).
+beat_schedule = domains.beat_schedule()

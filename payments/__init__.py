@@ -10,15 +10,21 @@ from flask_smorest import Api
 from flask_smorest.arguments import ArgumentsMixin
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from payments import clock
+from payments import clock, domains
 from payments.config import Config, load_config
 from payments.fields import ErrorSchema
+from payments.queue import Enqueue, celery_enqueue
+from payments.web import EXTENSION
 
 MAX_BODY = 1024 * 1024  # 1 MiB
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-def create_app(config: Config | None = None) -> Flask:
+def create_app(config: Config | None = None, *, enqueue: Enqueue | None = None) -> Flask:
+    """The API with every domain's blueprints (``payments.domains``).
+
+    ``enqueue`` sends Celery tasks by name (default: to ``config.broker_url``).
+    """
     config = config or load_config()
     app = Flask(__name__)
     app.config.update(
@@ -38,6 +44,7 @@ def create_app(config: Config | None = None) -> Flask:
             "info": {"description": "Creator monetization and payments API. See docs/api.md."}
         },
     )
+    app.extensions[EXTENSION] = {"enqueue": enqueue or celery_enqueue(config.broker_url)}
     app.json.sort_keys = False  # type: ignore[attr-defined]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -68,42 +75,13 @@ def create_app(config: Config | None = None) -> Flask:
     api = CreatorpayApi(app)
     # After the Api: its own HTTPException handler must not shadow ours.
     errors.init_app(app)
-    from payments.accounts.views import blp as accounts_blp
-    from payments.health import blp as health_blp
-
-    api.register_blueprint(health_blp)
-    api.register_blueprint(accounts_blp)
-    for blp in _domain_blueprints():
-        api.register_blueprint(blp)
-    from webhooks.stripe import FastIngest
-
-    app.wsgi_app = FastIngest(app, MAX_BODY)  # type: ignore[method-assign]
+    for module in domains.view_modules():
+        for blp in getattr(module, "blueprints", None) or [module.blp]:
+            api.register_blueprint(blp)
+        init = getattr(module, "init_app", None)
+        if init is not None:
+            init(app)
     return app
-
-
-def _domain_blueprints() -> list[Any]:
-    """Blueprints of the money domains, in the order the contract lists them."""
-    import importlib
-
-    found: list[Any] = []
-    for module in (
-        "payments.tips.views",
-        "payments.subscriptions.views",
-        "payments.deals.views",
-        "payments.ledger.views",
-        "payments.payouts.views",
-        "payments.statements.views",
-        "webhooks.views",
-        "payments.admin.views",
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module.startswith(exc.name):
-                continue  # that domain is not built yet
-            raise
-        found.extend(getattr(mod, "blueprints", [mod.blp]))
-    return found
 
 
 class CreatorpayApi(Api):  # type: ignore[misc]

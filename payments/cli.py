@@ -1,11 +1,11 @@
 """The ``creatorpay`` command line: database, keys, servers, operations.
 
-Domains add their own groups (``ledger``, ``webhooks``, ``sandbox``) through ``COMMAND_MODULES``.
+Domains add their own groups (``ledger``, ``webhooks``) through ``payments.domains``; the
+sandbox (a development tool, not a domain) adds ``sandbox``.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
@@ -104,23 +104,12 @@ def dev(no_sandbox: bool, no_migrate: bool) -> None:
     sys.exit(run_stack(sandbox=not no_sandbox, migrate=not no_migrate))
 
 
-COMMAND_MODULES = (
-    "payments.ledger.cli",
-    "webhooks.cli",
-    "payments.sandbox.cli",
-)
-
-
 def _load_domain_commands() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and name.startswith(exc.name):
-                continue
-            raise
-        for command in getattr(module, "commands", []):
-            cli.add_command(command)
+    from payments import domains
+    from payments.sandbox.cli import commands as sandbox_commands
+
+    for command in [*domains.commands(), *sandbox_commands]:
+        cli.add_command(command)
 
 
 def _redact(url: str) -> str:

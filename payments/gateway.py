@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
@@ -60,6 +62,7 @@ __all__ = [
     "TransientGatewayError",
     "WebhookSignatureError",
     "compute_signature",
+    "gateway_for",
     "gateway_from_config",
     "idempotency_key",
     "map_error",
@@ -828,3 +831,20 @@ def gateway_from_config(config: StripeConfig) -> Gateway:
         api_base=config.stripe_api_base,
         webhook_secrets=list(config.stripe_webhook_secrets),
     )
+
+
+_gateways_lock = threading.Lock()
+_gateways: dict[tuple[object, ...], Gateway] = {}
+
+
+def gateway_for(config: StripeConfig) -> Gateway:
+    """One ``Gateway`` per process and configuration (the SDK client is thread-safe)."""
+    key = (os.getpid(), config.stripe_secret_key, config.stripe_api_base,
+           tuple(config.stripe_webhook_secrets))
+    found = _gateways.get(key)
+    if found is None:
+        with _gateways_lock:
+            found = _gateways.get(key)
+            if found is None:
+                found = _gateways[key] = gateway_from_config(config)
+    return found

@@ -11,7 +11,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from payments import clock
+from payments import clock, domains
 from payments.config import Config, load_config
 from payments.db import db
 
@@ -51,17 +51,5 @@ db.configure(load_config().database_url)
 clock.follow(load_config().clock_url)
 
 
-def _register_tasks() -> None:
-    """Import every task module so the worker knows their names."""
-    import importlib
-
-    for module in ("tasks.health", "tasks.webhooks", "tasks.ledger", "tasks.payouts",
-                   "tasks.statements", "tasks.subscriptions", "tasks.deals"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-
-
-_register_tasks()
+# Every domain's task module (payments.domains), so the worker knows their names.
+domains.register_tasks()

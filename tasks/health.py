@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from payments.db import session_scope
-from payments.ops import record_heartbeat
+from payments.health.service import record_heartbeat
 from tasks import app
 
 

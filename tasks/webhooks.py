@@ -3,31 +3,32 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
 from payments.db import session_scope
 from tasks import app, current_config
-from webhooks import pipeline
-from webhooks import service as inbox
+from webhooks import inbox, worker
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name="webhooks.drain", bind=True, max_retries=None)
-def drain(self: Any) -> int:
-    """Process every due inbox row, in batches (retried if the database is away)."""
-    try:
-        return pipeline.drain(current_config())
-    except DBAPIError as exc:
-        raise self.retry(exc=exc, countdown=min(2 ** min(self.request.retries, 5), 30)) from exc
+# Only the database going away raises out of the worker (one event's trouble stays on its
+# row): retry with exponential backoff, 1 s doubling to 30 s, for as long as it takes.
+_DATABASE_AWAY = {"autoretry_for": (DBAPIError,), "retry_backoff": True,
+                  "retry_backoff_max": 30, "max_retries": None}
 
 
-@app.task(name="webhooks.process")
+@app.task(name="webhooks.drain", **_DATABASE_AWAY)
+def drain() -> int:
+    """Process every due inbox row, in batches."""
+    return worker.drain(current_config())
+
+
+@app.task(name="webhooks.process", **_DATABASE_AWAY)
 def process(event_id: int) -> bool:
     """Process one inbox row now (replays)."""
-    return pipeline.process_one(current_config(), event_id)
+    return worker.process_one(current_config(), event_id)
 
 
 @app.task(name="webhooks.sweep")
@@ -35,7 +36,7 @@ def sweep(stuck_after: int = 10) -> dict[str, int]:
     """Beat: backfill missed events from the Events API, re-drive rows left waiting."""
     config = current_config()
     try:
-        backfilled = pipeline.backfill(config)
+        backfilled = worker.backfill(config)
     except Exception as exc:  # noqa: BLE001 - Stripe away: re-driving stored rows still helps
         log.warning("events backfill failed: %s", exc)
         backfilled = 0

@@ -152,7 +152,9 @@ def client(app: Any) -> Any:
 
 def truncate_all() -> None:
     """Empty every table (tests whose commits other processes must see)."""
-    from payments.models import metadata
+    from payments.domains import metadata as domain_metadata
+
+    metadata = domain_metadata()
 
     with db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":

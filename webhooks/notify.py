@@ -37,6 +37,10 @@ class Notifier:
         self._lock = threading.Lock()
         self.sent = 0
 
+    def use(self, send: Callable[[], None]) -> None:
+        """Send drains with ``send`` from now on."""
+        self._send = send
+
     def notify(self) -> None:
         self._ensure_thread()
         if not self._wanted.is_set():  # under load it mostly is: skip the Condition
@@ -67,11 +71,9 @@ class Notifier:
             time.sleep(self._window)
 
 
-def _send_drain() -> None:
-    from tasks.webhooks import drain
-
-    # No publish retries: a down broker must not hold the thread for long.
-    drain.apply_async(retry=False)
+def _not_configured() -> None:
+    raise RuntimeError("the inbox notifier has no enqueue function (create_app sets one)")
 
 
-notifier = Notifier(_send_drain)
+# One per process; ``webhooks.views.init_app`` hands it the app's enqueue function.
+notifier = Notifier(_not_configured)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Flask
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
@@ -11,9 +12,12 @@ from marshmallow import fields, validate
 from payments.auth import require
 from payments.db import request_session
 from payments.fields import ListQuerySchema, StrictSchema
-from webhooks import service as inbox
+from payments.web import EXTENSION, enqueue
+from webhooks import inbox
+from webhooks.endpoint import FastIngest
+from webhooks.endpoint import blp as stripe_blp
 from webhooks.models import STATUSES, WebhookEvent
-from webhooks.stripe import blp as stripe_blp
+from webhooks.notify import notifier
 
 blp = Blueprint("webhook_admin", __name__, url_prefix="/v1/admin",
                 description="Operators: the webhook inbox")
@@ -41,12 +45,6 @@ class InboxPageSchema(StrictSchema):
     has_more = fields.Boolean()
 
 
-def _enqueue(event_id: int) -> None:
-    from tasks.webhooks import process
-
-    process.delay(event_id)
-
-
 @blp.route("/webhook-events")
 class WebhookEvents(MethodView):
     @require("admin")
@@ -71,8 +69,16 @@ class ReplayEvent(MethodView):
         session = request_session()
         row = inbox.replay(session, inbox.get_by_stripe_id(session, event_id).id)
         session.commit()
-        _enqueue(row.id)
+        enqueue("webhooks.process", row.id)
         return row
 
 
 blueprints = [stripe_blp, blp]
+
+
+def init_app(app: Flask) -> None:
+    """Wake drains with the app's enqueue function; answer deliveries on the fast path."""
+    send = app.extensions[EXTENSION]["enqueue"]
+    # No publish retries: a down broker must not hold the notifier thread for long.
+    notifier.use(lambda: send("webhooks.drain", retry=False))
+    app.wsgi_app = FastIngest(app, app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from payments.db import db, session_scope
-from webhooks import service as inbox
+from webhooks import inbox
 
 MAX_BATCH = 200
 

@@ -2,34 +2,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from payments import domains
 from payments.accounts import schemas, service
 from payments.auth import principal, require
 from payments.db import request_session
-from payments.errors import PaymentsError, ServiceUnavailable
+from payments.gateway import idempotency_key
+from payments.web import call_stripe
 
 blp = Blueprint("accounts", __name__, url_prefix="/v1", description="Creators, fans and brands")
 
 
 def profile_for(creator_id: int) -> dict[str, Any]:
-    """The creator profile with tip-goal progress and tiers from the domains that own them."""
+    """The creator profile with what the other domains add (tip-goal progress, tiers)."""
     session = request_session()
     creator = service.get_creator(session, creator_id)
-    return service.creator_profile(creator, **profile_extras(session, creator))
-
-
-def profile_extras(session: Any, creator: Any) -> dict[str, Any]:
-    extras: dict[str, Any] = {}
-    for provider in PROFILE_PROVIDERS:
-        extras.update(provider(session, creator))
-    return extras
-
-
-# Domains that add to the public profile (tip-goal progress, active tiers) register here.
-PROFILE_PROVIDERS: list[Any] = []
+    return service.creator_profile(creator, **domains.profile_fields(session, creator))
 
 
 @blp.route("/creators")
@@ -76,7 +67,7 @@ class CreatorPublic(MethodView):
         """A creator's public profile, by handle or id; never the email."""
         session = request_session()
         creator = service.find_creator(session, ref, param="handle")
-        return service.creator_profile(creator, **profile_extras(session, creator))
+        return service.creator_profile(creator, **domains.profile_fields(session, creator))
 
 
 @blp.route("/fans")
@@ -112,35 +103,27 @@ class CreatorConnect(MethodView):
     @blp.alt_response(503, description="Stripe unreachable")
     def post(self) -> dict[str, Any]:
         """Create (once) the creator's Stripe connected account and an onboarding link."""
-        from payments.gateway import GatewayError, TransientGatewayError, idempotency_key
-        from payments.gateways import gateway_for
-
         session = request_session()
         p = principal()
         assert p.owner_id is not None
         creator = service.get_creator(session, p.owner_id)
-        gateway = gateway_for(current_app.config["CREATORPAY"])
         base = request.host_url.rstrip("/")
-        try:
-            account_id = creator.stripe_account_id
-            if account_id is None:
-                account = gateway.create_account(
+        if creator.stripe_account_id is None:
+            call_stripe(
+                session,
+                lambda gateway: gateway.create_account(
                     idempotency_key=idempotency_key("connect", creator.public_id),
                     country=creator.country, email=creator.email,
                     metadata={"creator_id": creator.public_id},
-                )
-                account_id = account["id"]
-                service.link_connected_account(session, creator, account_id)
-                session.commit()
-            link = gateway.create_account_link(
-                account=account_id,
-                refresh_url=f"{base}/v1/creators/me/connect",
-                return_url=f"{base}/v1/creators/me",
+                ),
+                record=lambda account: service.link_connected_account(
+                    session, creator, account["id"]),
             )
-        except TransientGatewayError:
-            raise ServiceUnavailable("Stripe is unreachable; try again.",
-                                     code="stripe_unavailable") from None
-        except GatewayError as exc:
-            raise PaymentsError(exc.message, code=exc.code or "stripe_error",
-                                status_code=502) from None
+        account_id = creator.stripe_account_id
+        assert account_id is not None
+        link = call_stripe(session, lambda gateway: gateway.create_account_link(
+            account=account_id,
+            refresh_url=f"{base}/v1/creators/me/connect",
+            return_url=f"{base}/v1/creators/me",
+        ))
         return {"account_id": account_id, "onboarding_url": link["url"]}

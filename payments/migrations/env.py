@@ -7,7 +7,7 @@ from sqlalchemy import pool
 
 from payments.config import load_config
 from payments.db import make_engine
-from payments.models import metadata
+from payments.domains import metadata as domain_metadata
 
 config = context.config
 
@@ -27,7 +27,7 @@ def run_migrations() -> None:
 def _run(connection: object) -> None:
     context.configure(
         connection=connection,  # type: ignore[arg-type]
-        target_metadata=metadata,
+        target_metadata=domain_metadata(),
         render_as_batch=True,  # SQLite needs batch mode to alter tables
         compare_type=True,
     )

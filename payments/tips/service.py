@@ -21,6 +21,7 @@ from payments.accounts.service import find_creator, min_tip_amount
 from payments.clock import now_ts
 from payments.db import for_update
 from payments.errors import Conflict, InvalidRequest, InvalidTransition, NotFound
+from payments.events import stripe_int
 from payments.ledger import service as ledger
 from payments.money import split_fee
 from payments.tips.models import Tip, TipRefund
@@ -374,20 +375,21 @@ def charge_succeeded(
     if tip.payment_intent_id is None and isinstance(charge.get("payment_intent"), str):
         tip.payment_intent_id = charge["payment_intent"]
     _advance_payment(tip, "succeeded")
-    if int(charge.get("amount_refunded") or 0) > tip.amount_refunded:
-        tip.amount_refunded = int(charge["amount_refunded"])
-    gross = int(txn["amount"])
+    refunded_total = stripe_int(charge.get("amount_refunded") or 0, "amount_refunded")
+    if refunded_total > tip.amount_refunded:
+        tip.amount_refunded = refunded_total
+    gross = stripe_int(txn["amount"])
     platform_fee, _ = split_fee(gross, fee_rate)
     return ledger.earning_journals(
         tip.creator_id,
         tip.currency,
         gross=gross,
-        processor_fee=int(txn["fee"]),
+        processor_fee=stripe_int(txn["fee"], "fee"),
         platform_fee=platform_fee,
         key=earning_key(tip),
         kind="tip",
         source=("tip", tip.public_id),
-        effective_at=int(txn["created"]),
+        effective_at=stripe_int(txn["created"], "created"),
     )
 
 
@@ -432,7 +434,7 @@ def refund_settled(
     if row is None:
         # Made outside our API (dashboard): record it so the tip lists it.
         row = TipRefund(
-            tip_id=tip.id, stripe_refund_id=refund["id"], amount=int(refund["amount"]),
+            tip_id=tip.id, stripe_refund_id=refund["id"], amount=stripe_int(refund["amount"]),
             reason=refund.get("reason"), status=refund.get("status") or "succeeded",
             requested_by="stripe",
         )
@@ -443,7 +445,7 @@ def refund_settled(
     if ledger.journal_by_key(session, key) is not None:
         _sync_refunded(session, tip)
         return  # posted already; the pending/available split must not be recomputed
-    refunded = int(-txn["amount"])
+    refunded = -stripe_int(txn["amount"])
     platform_part, creator_part = split_fee(refunded, fee_rate)
     legs = _take_from_creator(session, tip, creator_part)
     if platform_part:
@@ -452,14 +454,15 @@ def refund_settled(
     legs.append(ledger.credit(ledger.platform_account("stripe_balance", tip.currency), refunded))
     ledger.post(
         session, key, "refund", legs,
-        source=("tip", tip.public_id), effective_at=int(txn["created"]),
+        source=("tip", tip.public_id), effective_at=stripe_int(txn["created"], "created"),
     )
     _sync_refunded(session, tip)
 
 
 def charge_refunded(session: Session, tip: Tip, charge: dict[str, Any]) -> None:
     """``charge.refunded``: Stripe's running refunded total (never lowers ours)."""
-    tip.amount_refunded = max(tip.amount_refunded, int(charge.get("amount_refunded") or 0))
+    total = stripe_int(charge.get("amount_refunded") or 0, "amount_refunded")
+    tip.amount_refunded = max(tip.amount_refunded, total)
     session.flush()
 
 
@@ -476,7 +479,7 @@ def dispute_changed(session: Session, tip: Tip, dispute: dict[str, Any]) -> None
     final = ("won", "lost")
     if tip.dispute_status not in final or dispute.get("status") in final:
         tip.dispute_status = dispute.get("status")
-    tip.dispute_amount = int(dispute["amount"])
+    tip.dispute_amount = stripe_int(dispute["amount"])
     for txn in dispute.get("balance_transactions") or []:
         if not isinstance(txn, dict):
             continue
@@ -484,7 +487,7 @@ def dispute_changed(session: Session, tip: Tip, dispute: dict[str, Any]) -> None
         key = f"tip_dispute:{dispute['id']}:{txn['id']}"
         if ledger.journal_by_key(session, key) is not None:
             continue  # posted already; never recompute the split
-        net = int(txn["net"])
+        net = stripe_int(txn["net"], "net")
         stripe_balance = ledger.platform_account("stripe_balance", tip.currency)
         if net < 0:
             legs = _take_from_creator(session, tip, -net)
@@ -497,6 +500,11 @@ def dispute_changed(session: Session, tip: Tip, dispute: dict[str, Any]) -> None
             continue
         ledger.post(
             session, key, "dispute", legs,
-            source=("tip", tip.public_id), effective_at=int(txn["created"]),
+            source=("tip", tip.public_id), effective_at=stripe_int(txn["created"], "created"),
         )
     session.flush()
+
+
+def profile_fields(session: Session, creator: Creator) -> dict[str, Any]:
+    """What tips add to the creator's public profile: progress towards the tip goal."""
+    return {"goal_progress": goal_progress(session, creator)}

@@ -4,49 +4,27 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import current_app, g
+from flask import g
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from payments.accounts.models import Creator, Fan
-from payments.accounts.views import PROFILE_PROVIDERS
 from payments.auth import current_principal, principal, require
-from payments.config import Config
 from payments.db import request_session
-from payments.errors import InvalidRequest, PaymentFailed, PaymentsError, ServiceUnavailable
-from payments.gateway import CardError, GatewayError, TransientGatewayError, idempotency_key
-from payments.gateways import gateway_for
+from payments.gateway import CardError, GatewayError, idempotency_key
 from payments.idempotency import idempotent
 from payments.tips import schemas, service
 from payments.tips.models import Tip
+from payments.web import app_config, call_stripe
 
 blp = Blueprint("tips", __name__, url_prefix="/v1", description="Tips from fans to creators")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _config() -> Config:
-    config: Config = current_app.config["CREATORPAY"]
-    return config
-
-
 def _viewer() -> service.Viewer:
     p = current_principal(optional=True)
     return service.Viewer("guest", None) if p is None else service.Viewer(p.role, p.owner_id)
-
-
-def _gateway_failure(exc: GatewayError) -> PaymentsError:
-    if exc.http_status == 400:
-        return InvalidRequest(exc.message, code=exc.code or "invalid_request", param=exc.param)
-    return PaymentsError(
-        f"Stripe refused the request: {exc.message}", code=exc.code or "stripe_error",
-        status_code=502,
-    )
-
-
-def _stripe_unavailable() -> ServiceUnavailable:
-    return ServiceUnavailable("Stripe is unreachable; retry with the same Idempotency-Key.",
-                              code="stripe_unavailable")
 
 
 def with_tip(fn: F) -> F:
@@ -77,7 +55,7 @@ class Tips(MethodView):
         """
         session = request_session()
         viewer = _viewer()
-        config = _config()
+        config = app_config()
         tip = service.create_tip(session, data, fan_id=viewer.owner_id,
                                  max_amount=config.max_tip_amount)
         creator = session.get(Creator, tip.creator_id)
@@ -87,32 +65,28 @@ class Tips(MethodView):
             fan = session.get(Fan, viewer.owner_id)
             email = fan.email if fan is not None else email
         metadata = service.payment_metadata(tip, creator)
-        session.commit()  # the tip exists before Stripe hears of it: events can find it
-
         pm = data.get("payment_method")
-        try:
-            intent = gateway_for(config).create_payment_intent(
-                amount=tip.amount, currency=tip.currency, metadata=metadata,
-                idempotency_key=idempotency_key("tip", tip.public_id),
-                payment_method=pm, confirm=True if pm else None,
-                receipt_email=email, description=f"Tip to @{creator.handle}",
-            )
-        except CardError as exc:
+
+        def declined(exc: GatewayError) -> dict[str, Any] | None:
+            if not isinstance(exc, CardError):
+                return None
             if exc.payment_intent:
                 service.apply_payment_intent(session, tip, exc.payment_intent)
             service.record_decline(session, tip, exc.decline_code or exc.code or "card_declined",
                                    exc.message)
-            session.commit()
-            raise PaymentFailed(
-                exc.message, code="card_declined",
-                extra={"decline_code": exc.decline_code, "tip": tip.public_id},
-            ) from None
-        except TransientGatewayError:
-            raise _stripe_unavailable() from None
-        except GatewayError as exc:
-            raise _gateway_failure(exc) from None
-        service.apply_payment_intent(session, tip, intent)
-        session.commit()
+            return {"tip": tip.public_id}
+
+        call_stripe(
+            session,
+            lambda gateway: gateway.create_payment_intent(
+                amount=tip.amount, currency=tip.currency, metadata=metadata,
+                idempotency_key=idempotency_key("tip", tip.public_id),
+                payment_method=pm, confirm=True if pm else None,
+                receipt_email=email, description=f"Tip to @{creator.handle}",
+            ),
+            record=lambda intent: service.apply_payment_intent(session, tip, intent),
+            on_failure=declined,
+        )
         return service.tip_view(session, tip, viewer)
 
 
@@ -129,7 +103,7 @@ class TipDetail(MethodView):
 
 
 @blp.route("/tips/<string:tip_id>/refund")
-class TipRefund(MethodView):
+class TipRefundAction(MethodView):
     @require("creator", "admin")
     @with_tip
     @blp.arguments(schemas.TipRefundCreateSchema)
@@ -145,24 +119,23 @@ class TipRefund(MethodView):
         p = principal()
         refund = service.request_refund(session, tip, data.get("amount"), data.get("reason"),
                                         requested_by=p.role)
-        session.commit()
-        try:
-            answer = gateway_for(_config()).create_refund(
+
+        def refused(exc: GatewayError) -> None:
+            service.refund_failed(session, refund, exc.message)
+
+        call_stripe(
+            session,
+            lambda gateway: gateway.create_refund(
                 payment_intent=tip.payment_intent_id or "",
                 amount=refund.amount,
                 idempotency_key=idempotency_key("tip_refund", refund.public_id),
                 reason="requested_by_customer",
                 metadata={"creatorpay_kind": "tip_refund", "tip_id": tip.public_id,
                           "refund_id": refund.public_id},
-            )
-        except TransientGatewayError:
-            raise _stripe_unavailable() from None
-        except GatewayError as exc:
-            service.refund_failed(session, refund, exc.message)
-            session.commit()
-            raise _gateway_failure(exc) from None
-        service.refund_answered(session, refund, answer)
-        session.commit()
+            ),
+            record=lambda answer: service.refund_answered(session, refund, answer),
+            on_failure=refused,
+        )
         return service.tip_view(session, tip, viewer)
 
 
@@ -181,9 +154,3 @@ class CreatorTips(MethodView):
                                                query.get("starting_after"))
         return {"data": [service.tip_view(session, t, viewer) for t in rows], "has_more": more}
 
-
-def _tip_goal(session: Any, creator: Creator) -> dict[str, Any]:
-    return {"goal_progress": service.goal_progress(session, creator)}
-
-
-PROFILE_PROVIDERS.append(_tip_goal)

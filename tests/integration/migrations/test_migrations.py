@@ -9,7 +9,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from payments.db import db
-from payments.models import metadata
+from payments.domains import metadata as domain_metadata
+
+metadata = domain_metadata()
 
 
 def test_upgrade_from_empty_matches_the_models(migrated: str) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from payments.config import Config
 from payments.db import db
-from payments.ops import WorkerHeartbeat
+from payments.health.models import WorkerHeartbeat
 from tests.fixtures.workers import wait_for
 
 

@@ -41,7 +41,7 @@ def tip_status(live: LiveApp, key: str, tip_id: str) -> str:
 
 def stripe_fee(live: LiveApp, payment_intent: str) -> tuple[int, int]:
     """(gross, fee) from the charge's balance transaction in the sandbox."""
-    from payments.gateways import gateway_for
+    from payments.gateway import gateway_for
 
     gw = gateway_for(live.config)
     pi = gw.retrieve_payment_intent(payment_intent)

@@ -9,10 +9,11 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from payments.events import Handler
+from payments.tips.events import EVENTS
 from tasks import app
-from webhooks.handlers import HANDLERS, Handler
 
 DELAY = float(os.environ.get("CREATORPAY_TEST_HANDLER_DELAY", "0.05"))
 MARK_AFTER = int(os.environ.get("CREATORPAY_TEST_MARK_AFTER", "10"))
@@ -32,7 +33,8 @@ def _slow(handler: Handler) -> Handler:
     return wrapper
 
 
-for _type, _route in list(HANDLERS.items()):
-    HANDLERS[_type] = replace(_route, handler=_slow(_route.handler))
+_routes = cast(dict[str, Any], EVENTS.routes)
+for _type, _route in list(_routes.items()):
+    _routes[_type] = replace(_route, handler=_slow(_route.handler))
 
 __all__ = ["app"]

@@ -64,7 +64,7 @@ def secret(base_config: Config) -> str:
 @pytest.fixture
 def notified() -> Iterator[mock.MagicMock]:
     """The enqueue after commit, recorded instead of sent."""
-    with mock.patch("webhooks.stripe.notifier") as notifier:
+    with mock.patch("webhooks.endpoint.notifier") as notifier:
         yield notifier.notify
 
 
@@ -187,10 +187,10 @@ def test_broker_down_still_200_and_the_sweeper_drives_it_later(
     config = sandbox_config(committed_db, private_sandbox, broker_url=broker.url,
                             stripe_webhook_secrets=(secret,))
     app = point_celery_at(config)
+    client = create_app(config).test_client()  # hands the notifier its enqueue function
     lost = mock.patch.object(notifier, "_send", side_effect=ConnectionError("broker down"))
     lost.start()
     try:
-        client = create_app(config).test_client()
         event = make_event()
         body = json.dumps(event).encode()
         started = time.monotonic()
@@ -275,7 +275,7 @@ def test_a_store_failure_after_verifying_is_answered_by_flask_without_a_second_s
     from sqlalchemy.exc import OperationalError
 
     body = json.dumps(make_event()).encode()
-    with mock.patch("webhooks.stripe.writer") as writer:
+    with mock.patch("webhooks.endpoint.writer") as writer:
         writer.store.side_effect = OperationalError("INSERT ...", None, Exception("db away"))
         r = post(client, body, sign_payload(body, secret))
     assert r.status_code == 503, r.text
@@ -289,7 +289,7 @@ def test_a_drain_that_cannot_be_woken_does_not_fail_the_delivery(
 ) -> None:
     event = make_event()
     body = json.dumps(event).encode()
-    with mock.patch("webhooks.stripe.notifier") as notifier:
+    with mock.patch("webhooks.endpoint.notifier") as notifier:
         notifier.notify.side_effect = RuntimeError("can't start new thread")
         r = post(client, body, sign_payload(body, secret))
     assert r.status_code == 200 and r.get_json() == {"received": True, "stored": True}

@@ -143,7 +143,7 @@ def test_backfill_stores_events_never_delivered(
 ) -> None:
     """Tips made while no webhook endpoint is registered: nothing is pushed; the Events API
     backfill finds the events and the drain completes the ledger."""
-    from webhooks.pipeline import backfill, drain
+    from webhooks.worker import backfill, drain
 
     config = sandbox_config(committed_db, private_sandbox)
     with serve(config) as served:  # not registered with the sandbox: no deliveries

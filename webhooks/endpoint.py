@@ -27,10 +27,9 @@ from marshmallow import Schema, fields
 from werkzeug.http import parse_options_header
 
 from payments.errors import InvalidRequest
-from payments.gateway import WebhookSignatureError
-from payments.gateways import gateway_for
-from webhooks.handlers import HANDLED_TYPES
+from payments.gateway import WebhookSignatureError, gateway_for
 from webhooks.notify import notifier
+from webhooks.routes import route_table
 from webhooks.writer import writer
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
 
 PATH = "/webhooks/stripe"
 # FastIngest -> the Flask view: the error ingest() raised after verifying the delivery.
-FAILED = "creatorpay.ingest_failed"
+INGEST_ERROR = "creatorpay.ingest_error"
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def ingest(config: Config, raw: bytes, signature: str | None) -> bool:
     when it cannot store.
     """
     event = gateway_for(config).parse_event(raw, signature)
-    if event["type"] not in HANDLED_TYPES:
+    if event["type"] not in route_table().handled_types:
         return False
     # Committed before we answer; concurrent deliveries share the INSERT and the COMMIT.
     new_id = writer.store(event, raw)
@@ -84,7 +83,7 @@ class StripeWebhook(MethodView):
     @blp.alt_response(503, description="Database unavailable; Stripe retries")
     def post(self) -> Response:
         """Receive a Stripe event (signed with the endpoint secret)."""
-        failed = request.environ.pop(FAILED, None)
+        failed = request.environ.pop(INGEST_ERROR, None)
         if failed is not None:
             raise failed
         raw = request.get_data(cache=False)
@@ -127,7 +126,7 @@ class FastIngest:
             return self.flask(environ, start_response)
         except Exception as exc:  # noqa: BLE001 - the view raises it: Flask answers it
             environ["wsgi.input"] = io.BytesIO(raw)
-            environ[FAILED] = exc
+            environ[INGEST_ERROR] = exc
             return self.flask(environ, start_response)
         body = _RECEIPTS[stored]
         start_response("200 OK", [("Content-Type", "application/json"),

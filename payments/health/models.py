@@ -1,11 +1,9 @@
-"""Operational records: worker heartbeats (a task ran, in which process, when)."""
+"""Worker heartbeats: a task ran, in which process, when (readiness checks and tests)."""
 
 from __future__ import annotations
 
-import os
-
 from sqlalchemy import BigInteger, String
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from payments.clock import now_ts
 from payments.db import Base, BigIntPK
@@ -18,10 +16,3 @@ class WorkerHeartbeat(Base):
     token: Mapped[str] = mapped_column(String(100), index=True)
     pid: Mapped[int] = mapped_column(BigInteger)
     created: Mapped[int] = mapped_column(BigInteger, default=now_ts)
-
-
-def record_heartbeat(session: Session, token: str) -> WorkerHeartbeat:
-    beat = WorkerHeartbeat(token=token, pid=os.getpid())
-    session.add(beat)
-    session.flush()
-    return beat

@@ -1,0 +1,372 @@
+"""The worker side of the inbox: claim a batch, apply each event, post, mark, commit.
+
+One transaction per batch, not per event: handlers collect journals and the batch posts them
+with one ``post_many``. Each domain locks its own rows for the batch with one query (its
+``prepare``), and the batch's balance transactions are fetched a page of 100 at a time. A
+batch is first applied in one savepoint with no per-event overhead; if any event raises,
+that savepoint is rolled back and the batch is applied again with each event in its own
+savepoint, so one bad event is marked ``failed`` (or, for a transient error, retried later)
+and the rest of the batch still lands. Should the batch's final posting be refused, the
+batch is rolled back and replayed one event per transaction, isolating the culprit.
+
+Nothing an event carries can stop the queue: a Stripe error while fetching one event's
+objects belongs to that event alone, a malformed payload fails its own row, and only the
+database going away (which no event causes) ends a drain early, to be retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
+
+from payments.clock import now_ts
+from payments.config import Config
+from payments.db import one_of, session_scope
+from payments.events import EventContext
+from payments.gateway import Gateway, GatewayError, TransientGatewayError, gateway_for
+from payments.ledger import service as ledger
+from webhooks import inbox
+from webhooks.models import PROCESSED, RECEIVED, WebhookEvent
+from webhooks.routes import RouteTable, route_table
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+# With this many balance transactions to fetch, list them by time range instead of one by one.
+LIST_THRESHOLD = 20
+# The listing window around the batch's event times. A charge's balance transaction is made
+# with (just before) its event; older ones (a late refund.updated) are fetched by id.
+LIST_BEFORE = 60
+LIST_AFTER = 1
+# Pages read per 100 wanted before giving up on the listing and fetching the rest by id.
+LIST_PAGES_PER_100 = 5
+# Balance transactions remembered per process (the amounts we read from them never change).
+CACHE_MAX = 50_000
+BACKFILL_CURSOR = "stripe_events"
+# Events can be created slightly out of order; re-read this far behind the cursor.
+BACKFILL_OVERLAP = 300
+
+
+# Per gateway, in this process: balance transactions already read, kept across drain tasks
+# (a page listed for one batch usually holds the next batch's transactions too).
+_TXN_CACHES: weakref.WeakKeyDictionary[Gateway, dict[str, dict[str, Any]]] = (
+    weakref.WeakKeyDictionary())
+
+
+class StripeReader:
+    """Balance transactions and charges for one drain, fetched once each.
+
+    A fetch that fails is remembered for this reader only and raised to the handler that
+    asks for that object, so it fails (or retries) that event and no other; a later drain
+    (a replay) asks Stripe again.
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.txns = _TXN_CACHES.setdefault(gateway, {})
+        self.errors: dict[str, Exception] = {}
+
+    def prefetch(self, txn_ids: Iterable[str], created_range: tuple[int, int]) -> None:
+        missing = {t for t in txn_ids if t not in self.txns and t not in self.errors}
+        if len(missing) >= LIST_THRESHOLD:
+            try:
+                self._list(missing, created_range)
+            except (GatewayError, TransientGatewayError) as exc:
+                # Listing is only a shortcut: fetch each by id, so each fails on its own.
+                log.warning("listing balance transactions failed (%s); fetching by id", exc)
+        if missing:
+            with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
+                for txn_id, found in pool.map(self._fetch, sorted(missing)):
+                    if isinstance(found, Exception):
+                        self.errors[txn_id] = found
+                    else:
+                        self.txns[txn_id] = found
+
+    def _list(self, missing: set[str], created_range: tuple[int, int]) -> None:
+        if len(self.txns) > CACHE_MAX:
+            self.txns.clear()
+        lo, hi = created_range
+        # Newest first from just after the batch's last event: the pages hold the batch's own
+        # transactions (and those of batches made at the same time), not everything created
+        # since. Bounded, so a stray old transaction cannot make us read it all.
+        after: str | None = None
+        for _ in range(len(missing) // 100 * LIST_PAGES_PER_100 + LIST_PAGES_PER_100):
+            page = self.gateway.list_balance_transactions(
+                created_gte=lo - LIST_BEFORE, created_lt=hi + LIST_AFTER, limit=100,
+                starting_after=after)
+            for txn in page["data"]:
+                self.txns[txn["id"]] = txn
+                missing.discard(txn["id"])
+            if not missing or not page["has_more"] or not page["data"]:
+                break
+            after = page["data"][-1]["id"]
+
+    def _fetch(self, txn_id: str) -> tuple[str, dict[str, Any] | Exception]:
+        try:
+            return txn_id, self.gateway.retrieve_balance_transaction(txn_id)
+        except (GatewayError, TransientGatewayError) as exc:
+            return txn_id, exc
+
+    def balance_transaction(self, txn_id: str) -> dict[str, Any]:
+        found = self.txns.get(txn_id)
+        if found is None:
+            if txn_id in self.errors:
+                raise self.errors[txn_id]
+            found = self.txns[txn_id] = self.gateway.retrieve_balance_transaction(txn_id)
+        return found
+
+    def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
+        return self.gateway.retrieve_charge(charge_id)
+
+
+def is_infrastructure(exc: BaseException) -> bool:
+    """The database went away or refused for its own reasons (not because of an event)."""
+    return isinstance(exc, OperationalError | InterfaceError) or bool(
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def _post(session: Session, specs: Sequence[ledger.JournalSpec]) -> None:
+    unique: dict[str, ledger.JournalSpec] = {}
+    for spec in specs:
+        unique.setdefault(spec.key, spec)
+    if unique:
+        ledger.post_many(session, list(unique.values()))
+
+
+def _object(row: WebhookEvent) -> dict[str, Any] | None:
+    data = row.payload.get("data") if isinstance(row.payload, dict) else None
+    obj = data.get("object") if isinstance(data, dict) else None
+    return obj if isinstance(obj, dict) else None
+
+
+class _Batch:
+    """The rows of one batch with what their domains loaded for them."""
+
+    def __init__(self, session: Session, rows: Sequence[WebhookEvent], reader: StripeReader,
+                 fee_rate: Decimal, table: RouteTable) -> None:
+        self.reader = reader
+        self.fee_rate = fee_rate
+        self.table = table
+        self.rows: list[tuple[WebhookEvent, dict[str, Any]]] = []
+        self.malformed: list[WebhookEvent] = []
+        for row in rows:
+            obj = _object(row)
+            if obj is None:
+                self.malformed.append(row)
+            else:
+                self.rows.append((row, obj))
+        self.loaded = self._prepare(session)
+
+    def _prepare(self, session: Session) -> dict[str, Any]:
+        created = [r.stripe_created for r, _ in self.rows] or [now_ts()]
+        txn_ids: list[str] = []
+        objects: dict[str, list[dict[str, Any]]] = {}
+        for row, obj in self.rows:
+            for target in self.table.targets(row.type, obj):
+                objects.setdefault(target.domain, []).append(obj)
+                txn_ids.extend(target.routes.transaction_ids(row.type, obj))
+        self.reader.prefetch(txn_ids, (min(created), max(created)))
+        loaded: dict[str, Any] = {}
+        for name, routes in self.table.domains:
+            if name not in objects:
+                continue
+            try:
+                with session.begin_nested():
+                    loaded[name] = routes.prepare(session, objects[name])
+            except Exception as exc:
+                if is_infrastructure(exc):
+                    raise
+                # Only a shortcut: each handler then finds (and locks) its own rows.
+                log.warning("%s could not prepare the batch (%s); handlers load their own",
+                            name, exc)
+        return loaded
+
+    def context(self) -> EventContext:
+        return EventContext(self.reader, self.fee_rate, loaded=self.loaded)
+
+    def apply(self, session: Session, row: WebhookEvent, obj: dict[str, Any],
+              ctx: EventContext, before_reading: list[ledger.JournalSpec]) -> None:
+        """Every target's handler for one event; ``before_reading`` is posted first when a
+        handler reads ledger balances."""
+        for target in self.table.targets(row.type, obj):
+            if target.route.reads_ledger and before_reading:
+                _post(session, before_reading)
+                before_reading.clear()
+            target.route.handler(session, obj, ctx)
+            if target.route.reads_ledger:
+                _post(session, ctx.journals)
+                ctx.journals.clear()
+
+
+def _mark_processed_all(session: Session, rows: Sequence[WebhookEvent]) -> None:
+    """``inbox.mark_processed`` for every row, as one statement."""
+    if not rows:
+        return
+    now = now_ts()
+    session.execute(
+        update(WebhookEvent)
+        .where(one_of(session, WebhookEvent.id, [r.id for r in rows]))
+        .values(status=PROCESSED, processed_at=now, last_error=None,
+                attempts=WebhookEvent.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    for row in rows:  # keep the loaded objects in step without flushing them again
+        session.expire(row)
+
+
+def _apply_all(session: Session, batch: _Batch) -> None:
+    """The whole batch with no savepoint per event; raises if any event does."""
+    ctx = batch.context()
+    for row, obj in batch.rows:
+        batch.apply(session, row, obj, ctx, ctx.journals)
+    _post(session, ctx.journals)
+    _mark_processed_all(session, [r for r, _ in batch.rows])
+
+
+def _settle_failure(row: WebhookEvent, exc: Exception) -> None:
+    """Mark one event after its handler raised: retried later when it may pass, else failed."""
+    if isinstance(exc, TransientGatewayError):
+        log.warning("event %s: transient error, will retry: %s", row.stripe_id, exc)
+        inbox.schedule_retry(row, f"transient: {type(exc).__name__}: {exc}")
+    elif isinstance(exc, IntegrityError):
+        # Most likely a concurrent worker wrote the same business key: try again later.
+        log.warning("event %s: %s, will retry", row.stripe_id, exc.orig)
+        inbox.schedule_retry(row, f"IntegrityError: {exc.orig}")
+    else:
+        log.warning("event %s (%s) failed: %s: %s", row.stripe_id, row.type,
+                    type(exc).__name__, exc)
+        inbox.mark_failed(row, f"{type(exc).__name__}: {exc}")
+
+
+def process_rows(
+    session: Session, rows: Sequence[WebhookEvent], reader: StripeReader, fee_rate: Decimal,
+    *, batched: bool = True,
+) -> None:
+    batch = _Batch(session, rows, reader, fee_rate, route_table())
+    for row in batch.malformed:
+        inbox.mark_failed(row, "malformed event: no data.object")
+    if batched and len(batch.rows) > 1:
+        try:
+            with session.begin_nested():
+                _apply_all(session, batch)
+            return
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise
+            log.info("batch of %d: %s; applying event by event", len(rows), exc)
+    pending: list[ledger.JournalSpec] = []
+    for row, obj in batch.rows:
+        if pending and batch.table.reads_ledger(row.type):
+            _post(session, pending)  # outside the event's savepoint: those events stand
+            pending = []
+        ctx = batch.context()
+        try:
+            with session.begin_nested():
+                batch.apply(session, row, obj, ctx, [])
+                if not batched:
+                    _post(session, ctx.journals)
+                    ctx.journals.clear()
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise
+            _settle_failure(row, exc)
+            continue
+        pending.extend(ctx.journals)
+        inbox.mark_processed(row)
+    _post(session, pending)
+
+
+def drain(config: Config, batch_size: int = BATCH_SIZE, max_batches: int | None = None) -> int:
+    """Process waiting events until none are due; returns how many rows were settled.
+
+    Only the database going away ends it with an error (the task retries); any event that
+    cannot be applied is marked on its own row.
+    """
+    reader = StripeReader(gateway_for(config))
+    done = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        batches += 1
+        isolate: list[int] = []
+        with session_scope() as session:
+            rows = inbox.claim_batch(session, batch_size)
+            if not rows:
+                break
+            ids = [r.id for r in rows]
+            try:
+                with session.begin_nested():
+                    process_rows(session, rows, reader, config.platform_fee_rate)
+            except Exception as exc:
+                if is_infrastructure(exc):
+                    raise
+                log.exception("batch of %d refused as a whole; isolating", len(rows))
+                isolate = ids
+                for row in rows:
+                    session.refresh(row)
+        for event_id in isolate:
+            process_one(config, event_id, reader)
+        done += len(ids)
+    return done
+
+
+def process_one(config: Config, event_id: int, reader: StripeReader | None = None) -> bool:
+    """Process one inbox row in its own transaction (skipped if no longer waiting).
+
+    Whatever the event does, the row ends settled: applied, failed with its reason, or
+    scheduled for a retry. Only the database going away raises.
+    """
+    reader = reader or StripeReader(gateway_for(config))
+    try:
+        with session_scope() as session:
+            row = inbox.lock_event(session, event_id)
+            if row is None or row.status != RECEIVED:
+                return False
+            process_rows(session, [row], reader, config.platform_fee_rate, batched=False)
+    except Exception as exc:
+        if is_infrastructure(exc):
+            raise
+        log.exception("event row %d refused on its own", event_id)
+        with session_scope() as session:
+            row = inbox.lock_event(session, event_id)
+            if row is None or row.status != RECEIVED:
+                return False
+            _settle_failure(row, exc)
+    return True
+
+
+def backfill(config: Config, max_pages: int = 50) -> int:
+    """Store events Stripe has and we missed, from the Events API; returns how many were new.
+
+    Reads every event created since the stored cursor (less an overlap), newest first, page
+    by page, and inserts the ones we handle with ON CONFLICT DO NOTHING.
+    """
+    gateway = gateway_for(config)
+    with session_scope() as session:
+        since = max(0, inbox.cursor(session, BACKFILL_CURSOR).created_gte - BACKFILL_OVERLAP)
+    new = 0
+    newest = since
+    after: str | None = None
+    for _ in range(max_pages):
+        page = gateway.list_events(created_gte=since, starting_after=after, limit=100)
+        handled = route_table().handled_types
+        events = [e for e in page["data"] if e["type"] in handled]
+        with session_scope() as session:
+            new += inbox.store_events(session, events, via="backfill")
+        for e in page["data"]:
+            newest = max(newest, int(e["created"]))
+        if not page.get("has_more") or not page["data"]:
+            break
+        after = page["data"][-1]["id"]
+    with session_scope() as session:
+        cur = inbox.cursor(session, BACKFILL_CURSOR)
+        cur.created_gte = max(cur.created_gte, newest)
+        cur.updated = now_ts()
+    return new
