@@ -7,7 +7,8 @@ from typing import Any
 from urllib.parse import quote
 
 from payments.sandbox import currency as cur
-from payments.sandbox.core import SandboxCore
+from payments.sandbox._balance import BalanceMixin
+from payments.sandbox.core import route
 from payments.sandbox.model import (
     DAY,
     PAYOUT_ARRIVAL_DELAY,
@@ -39,9 +40,15 @@ def _copy(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
-class ConnectMixin(SandboxCore):
+class ConnectMixin(BalanceMixin):
+    """Express accounts, account links, transfers and their reversals, payouts."""
+
     # ---------------------------------------------------------------- accounts
 
+    @route("POST", "/v1/accounts",
+           params={"type", "country", "email", "capabilities", "business_type", "metadata",
+                   "controller", "business_profile", "default_currency", "settings",
+                   "tos_acceptance", "individual"})
     def create_account(self, ctx: Ctx, p: Obj) -> Obj:
         acct_type = p_str(p, "type")
         controller = p_dict(p, "controller")
@@ -94,12 +101,16 @@ class ConnectMixin(SandboxCore):
         self.internal[acct_id] = {"payout_failures": False, "auto_payout": False}
         return obj
 
+    @route("GET", "/v1/accounts/<ident>")
     def retrieve_account(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         return self._get("account", ident)
 
+    @route("GET", "/v1/accounts")
     def list_accounts(self, ctx: Ctx, p: Obj) -> Obj:
         return self._list("account", p, "/v1/accounts", None, None)
 
+    @route("POST", "/v1/accounts/<ident>",
+           params={"metadata", "email", "business_profile", "settings", "capabilities"})
     def update_account(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         acct = self._get("account", ident)
         prev: Obj = {}
@@ -159,6 +170,8 @@ class ConnectMixin(SandboxCore):
                 return acct
             return self._onboard(acct)
 
+    @route("POST", "/v1/account_links",
+           params={"account", "refresh_url", "return_url", "type", "collect", "collection_options"})
     def create_account_link(self, ctx: Ctx, p: Obj) -> Obj:
         acct = self._get("account", p_req(p, "account"), param="account")
         link_type = p_req(p, "type")
@@ -198,6 +211,9 @@ class ConnectMixin(SandboxCore):
 
     # ---------------------------------------------------------------- transfers
 
+    @route("POST", "/v1/transfers",
+           params={"amount", "currency", "destination", "metadata", "transfer_group", "description",
+                   "source_transaction", "source_type"})
     def create_transfer(self, ctx: Ctx, p: Obj) -> Obj:
         amount = p_int(p, "amount", required=True, minimum=1)
         assert amount is not None
@@ -266,9 +282,11 @@ class ConnectMixin(SandboxCore):
         self._maybe_schedule_auto_payout(acct)
         return tr
 
+    @route("GET", "/v1/transfers/<ident>")
     def retrieve_transfer(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         return self._get("transfer", ident, account=ctx.account)
 
+    @route("POST", "/v1/transfers/<ident>", params={"metadata", "description"})
     def update_transfer(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         tr = self._get("transfer", ident, account=ctx.account)
         prev: Obj = {}
@@ -281,12 +299,15 @@ class ConnectMixin(SandboxCore):
         self.emit("transfer.updated", tr, ctx, previous=prev)
         return tr
 
+    @route("GET", "/v1/transfers")
     def list_transfers(self, ctx: Ctx, p: Obj) -> Obj:
         dest, group = p_str(p, "destination"), p_str(p, "transfer_group")
         return self._list("transfer", p, "/v1/transfers",
                           lambda o: (dest is None or o["destination"] == dest)
                           and (group is None or o["transfer_group"] == group), ctx.account)
 
+    @route("POST", "/v1/transfers/<ident>/reversals",
+           params={"amount", "metadata", "description", "refund_application_fee"})
     def create_transfer_reversal(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         tr = self._get("transfer", ident, account=ctx.account)
         remaining = tr["amount"] - tr["amount_reversed"]
@@ -321,11 +342,13 @@ class ConnectMixin(SandboxCore):
         self.emit("transfer.updated", tr, ctx, previous=prev)
         return trr
 
+    @route("GET", "/v1/transfers/<ident>/reversals")
     def list_transfer_reversals(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         self._get("transfer", ident, account=ctx.account)
         return self._list("transfer_reversal", p, f"/v1/transfers/{ident}/reversals",
                           lambda o: o["transfer"] == ident, ctx.account)
 
+    @route("GET", "/v1/transfers/<ident>/reversals/<rev>")
     def retrieve_transfer_reversal(self, ctx: Ctx, p: Obj, ident: str,
                                    rev: str) -> Obj:
         trr = self._get("transfer_reversal", rev, account=ctx.account)
@@ -354,6 +377,9 @@ class ConnectMixin(SandboxCore):
                 self._payout(Ctx(account=acct_id), acct_id, available, currency,
                              automatic=True, metadata={}, description="STRIPE PAYOUT")
 
+    @route("POST", "/v1/payouts",
+           params={"amount", "currency", "metadata", "description", "method", "destination",
+                   "statement_descriptor"})
     def create_payout(self, ctx: Ctx, p: Obj) -> Obj:
         amount = p_int(p, "amount", required=True, minimum=1)
         assert amount is not None
@@ -456,9 +482,11 @@ class ConnectMixin(SandboxCore):
             self._fail(po, code)
             return po
 
+    @route("GET", "/v1/payouts/<ident>")
     def retrieve_payout(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         return self._get("payout", ident, account=ctx.account)
 
+    @route("GET", "/v1/payouts")
     def list_payouts(self, ctx: Ctx, p: Obj) -> Obj:
         status = p_str(p, "status")
         return self._list("payout", p, "/v1/payouts",

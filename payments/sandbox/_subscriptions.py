@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from payments.sandbox import currency as cur
-from payments.sandbox.core import SandboxCore
+from payments.sandbox._payments import PaymentsMixin
+from payments.sandbox._products import ProductsMixin
+from payments.sandbox.core import route
 from payments.sandbox.model import (
     INCOMPLETE_EXPIRY,
     INVOICE_LINE_TEMPLATE,
@@ -34,7 +36,13 @@ def _copy(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
-class SubscriptionsMixin(SandboxCore):
+class SubscriptionsMixin(PaymentsMixin, ProductsMixin):
+    """Subscriptions (trials, renewals, retries, proration), invoices, invoice payments."""
+
+    # What a subscription becomes after its last retry fails; ``/_sandbox/subscriptions/config``
+    # sets it per sandbox, and ``reset()`` leaves it.
+    subscription_final_status = "canceled"  # or "unpaid"
+
     # ---------------------------------------------------------------- helpers
 
     def _plan_of(self, price: Obj) -> Obj:
@@ -368,6 +376,11 @@ class SubscriptionsMixin(SandboxCore):
 
     # ---------------------------------------------------------------- API
 
+    @route("POST", "/v1/subscriptions",
+           params={"customer", "items", "default_payment_method", "trial_period_days", "trial_end",
+                   "metadata", "payment_behavior", "proration_behavior", "cancel_at_period_end",
+                   "collection_method", "description", "off_session", "payment_settings",
+                   "transfer_data", "application_fee_percent"})
     def create_subscription(self, ctx: Ctx, p: Obj) -> Obj:
         cus = self._get("customer", p_req(p, "customer"), param="customer")
         raw_items = p_list(p, "items")
@@ -505,15 +518,18 @@ class SubscriptionsMixin(SandboxCore):
         self.schedule(end, "renew", sub_id, end)
         return sub
 
+    @route("GET", "/v1/subscriptions/<ident>")
     def retrieve_subscription(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         return self._get("subscription", ident, account=ctx.account)
 
+    @route("GET", "/v1/subscription_items/<ident>")
     def retrieve_subscription_item(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         item = self.objects.get(ident)
         if item is None or item.get("object") != "subscription_item":
             raise missing("subscription_item", ident)
         return item
 
+    @route("GET", "/v1/subscriptions")
     def list_subscriptions(self, ctx: Ctx, p: Obj) -> Obj:
         customer, price, status = p_str(p, "customer"), p_str(p, "price"), p_str(p, "status")
 
@@ -527,6 +543,10 @@ class SubscriptionsMixin(SandboxCore):
             return status == "all" or o["status"] == status
         return self._list("subscription", p, "/v1/subscriptions", pred, ctx.account)
 
+    @route("POST", "/v1/subscriptions/<ident>",
+           params={"cancel_at_period_end", "items", "proration_behavior", "proration_date",
+                   "default_payment_method", "metadata", "payment_behavior", "trial_end",
+                   "description", "off_session", "cancellation_details"})
     def update_subscription(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         sub = self._get("subscription", ident, account=ctx.account)
         if sub["status"] in ("canceled", "incomplete_expired"):
@@ -654,6 +674,8 @@ class SubscriptionsMixin(SandboxCore):
         self.internal[sub["id"]].setdefault("pending_lines", []).extend(specs)
         return None
 
+    @route("DELETE", "/v1/subscriptions/<ident>",
+           params={"invoice_now", "prorate", "cancellation_details"})
     def cancel_subscription(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         sub = self._get("subscription", ident, account=ctx.account)
         if sub["status"] in ("canceled", "incomplete_expired"):
@@ -663,9 +685,11 @@ class SubscriptionsMixin(SandboxCore):
         self._end_subscription(ctx, sub, reason="cancellation_requested")
         return sub
 
+    @route("GET", "/v1/invoices/<ident>")
     def retrieve_invoice(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         return self._get("invoice", ident, account=ctx.account)
 
+    @route("GET", "/v1/invoices")
     def list_invoices(self, ctx: Ctx, p: Obj) -> Obj:
         customer, sub, status = p_str(p, "customer"), p_str(p, "subscription"), p_str(p, "status")
         return self._list(
@@ -674,6 +698,8 @@ class SubscriptionsMixin(SandboxCore):
             and (sub is None or o["subscription"] == sub)
             and (status is None or o["status"] == status), ctx.account)
 
+    @route("POST", "/v1/invoices/<ident>/pay",
+           params={"payment_method", "off_session", "paid_out_of_band"})
     def pay_invoice(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         inv = self._get("invoice", ident, account=ctx.account)
         if inv["status"] != "open":
@@ -696,9 +722,11 @@ class SubscriptionsMixin(SandboxCore):
                            decline_code=err.get("decline_code"))
         return inv
 
+    @route("GET", "/v1/invoice_payments/<ident>")
     def retrieve_invoice_payment(self, ctx: Ctx, p: Obj, ident: str) -> Obj:
         return self._get("invoice_payment", ident, account=ctx.account)
 
+    @route("GET", "/v1/invoice_payments")
     def list_invoice_payments(self, ctx: Ctx, p: Obj) -> Obj:
         inv = p_str(p, "invoice")
         payment = p.get("payment") if isinstance(p.get("payment"), dict) else {}
