@@ -9,7 +9,7 @@ Creator accounts are ``running``: ``balance`` is the current balance and ``last_
 newest entry it includes, both updated in the posting transaction. Platform accounts are
 shared by every posting and never take a row lock there: ``balance`` is a checkpoint that
 covers every entry with ``id <= last_entry_id``; the current balance is the checkpoint plus
-the sum of newer entries (see ``service.checkpoint``).
+the sum of newer entries (see ``jobs.checkpoint``).
 
 ``ledger_journals`` and ``ledger_entries`` are append-only (a trigger on PostgreSQL).
 """

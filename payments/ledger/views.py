@@ -11,6 +11,7 @@ from marshmallow import RAISE
 from payments.auth import principal, require
 from payments.db import request_session
 from payments.errors import InvalidRequest
+from payments.ids import PREFIXES
 from payments.ledger import schemas, service
 
 blp = Blueprint(
@@ -42,7 +43,7 @@ class LedgerLines(MethodView):
         """The creator's ledger entries, newest first, each with the balance after it."""
         after = None
         if "starting_after" in args:
-            after = service.parse_public_id("le", args["starting_after"])
+            after = service.parse_public_id(PREFIXES["entry"], args["starting_after"])
             if after is None:
                 raise InvalidRequest(
                     "starting_after must be a ledger entry id (le_...).",
