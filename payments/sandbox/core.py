@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import hashlib
 import heapq
 import itertools
@@ -18,9 +19,12 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
+
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
 
 from payments.sandbox import currency as cur
 from payments.sandbox.model import (
@@ -43,12 +47,14 @@ Handler = Callable[..., Obj]
 H = TypeVar("H", bound=Handler)
 
 _ROUTES = "_sandbox_routes"  # attribute @route leaves on a handler
+_HELP = "Please see https://stripe.com/docs or we can help at https://support.stripe.com/."
 
 
 def route(method: str, rule: str, params: Iterable[str] | None = None) -> Callable[[H], H]:
-    """Serve ``method rule`` with the decorated handler, ``handler(ctx, params, *path_args)``.
+    """Serve ``method rule`` with the decorated handler: ``handler(ctx, params, **path_args)``.
 
-    ``rule`` is a path with ``<name>`` for each id in it (``/v1/customers/<ident>``).
+    ``rule`` is a werkzeug rule, ``<name>`` for each id in the path (``/v1/customers/<ident>``
+    calls ``handler(ctx, params, ident=...)``).
     ``params`` are the parameters the endpoint takes (``expand`` always): Stripe answers
     ``parameter_unknown`` for any other. Without it every parameter is let through (lists,
     whose filters are read where they are used).
@@ -69,7 +75,8 @@ class SandboxCore:
         self.fee_percent = fee_percent
         self.base_url = base_url
         self._listeners: list[Callable[[Obj, bytes], None]] = []
-        self._routes = _collect_routes(type(self))
+        cls: type = type(self)  # plain ``type``: mypy does not take ``type[Self]`` as hashable
+        self._urls = _url_map(cls).bind("sandbox")
         self.reset()
 
     # ---------------------------------------------------------------- state
@@ -236,35 +243,19 @@ class SandboxCore:
 
     # ---------------------------------------------------------------- dispatch
 
-    def _match(self, method: str, path: str) -> tuple[Handler, list[str], frozenset[str] | None]:
-        parts = path.strip("/").split("/")
-        found_path = False
-        for m, pat, fn, allowed in self._routes:
-            if len(pat) != len(parts):
-                continue
-            args: list[str] = []
-            ok = True
-            for a, b in zip(pat, parts, strict=True):
-                if a.startswith("<"):
-                    if not b:
-                        ok = False
-                        break
-                    args.append(b)
-                elif a != b:
-                    ok = False
-                    break
-            if not ok:
-                continue
-            found_path = True
-            if m == method:
-                handler: Handler = getattr(self, fn)
-                return handler, args, allowed
-        if found_path:
+    def _match(self, method: str, path: str) -> tuple[Handler, Mapping[str, str],
+                                                      frozenset[str] | None]:
+        try:
+            # Stripe ignores slashes at either end (``/v1/customers/`` lists customers).
+            endpoint, args = self._urls.match("/" + path.strip("/"), method)
+        except MethodNotAllowed:
             raise ApiError(405, "invalid_request_error",
-                           f"Unrecognized request URL ({method}: {path}).")
-        raise ApiError(404, "invalid_request_error",
-                       f"Unrecognized request URL ({method}: {path}). Please see "
-                       "https://stripe.com/docs or we can help at https://support.stripe.com/.")
+                           f"Unrecognized request URL ({method}: {path}).") from None
+        except NotFound:
+            raise ApiError(404, "invalid_request_error",
+                           f"Unrecognized request URL ({method}: {path}). {_HELP}") from None
+        handler: Handler = getattr(self, endpoint.handler)
+        return handler, args, endpoint.params
 
     def api(self, method: str, path: str, params: Obj, ctx: Ctx) -> tuple[int, bytes, bool]:
         """Serve one ``/v1`` request: ``(status, json body, replayed)``.
@@ -299,7 +290,7 @@ class SandboxCore:
                     if unknown:
                         raise invalid(f"Received unknown parameter: {unknown[0]}", unknown[0],
                                       "parameter_unknown")
-                result = fn(ctx, params, *args)
+                result = fn(ctx, params, **args)
                 expand = [e for e in p_list(params, "expand") if isinstance(e, str)]
                 if expand:
                     result = self.expand(result, expand)
@@ -443,10 +434,16 @@ def _created_bounds(params: Obj) -> tuple[int | None, int | None]:
     return lo, hi
 
 
-def _collect_routes(cls: type) -> list[tuple[str, list[str], str, frozenset[str] | None]]:
-    """Every ``@route`` on ``cls`` and its bases: ``(method, path parts, handler, params)``."""
-    out = []
-    for name in dir(cls):
-        for method, rule, params in getattr(getattr(cls, name), _ROUTES, ()):
-            out.append((method, rule.strip("/").split("/"), name, params))
-    return out
+class _Endpoint(NamedTuple):
+    handler: str  # the method's name
+    params: frozenset[str] | None  # as :func:`route` takes them
+
+
+@functools.cache
+def _url_map(cls: type) -> Map:
+    """Every ``@route`` on ``cls`` and its bases as one werkzeug map (built once per class)."""
+    rules = [Rule(rule, methods=[method], endpoint=_Endpoint(name, params))
+             for name in dir(cls)
+             for method, rule, params in getattr(getattr(cls, name), _ROUTES, ())]
+    # An empty path part (``/v1//customers``) matches nothing, as at Stripe, not a redirect.
+    return Map(rules, merge_slashes=False)

@@ -268,6 +268,28 @@ def test_raw_conventions(sandbox: SandboxHandle) -> None:
     assert status == 400 and body["error"]["param"] == "amount"
 
 
+def test_unrecognized_urls_answer_like_stripe(sandbox: SandboxHandle) -> None:
+    status, body = sandbox.api("GET", "/v1/nothing_here")
+    assert status == 404 and body["error"] == {
+        "type": "invalid_request_error",
+        "message": "Unrecognized request URL (GET: /v1/nothing_here). Please see "
+                   "https://stripe.com/docs or we can help at https://support.stripe.com/."}
+    # A known path with another method is 405, with the short message.
+    status, body = sandbox.api("DELETE", "/v1/payment_intents")
+    assert status == 405 and body["error"] == {
+        "type": "invalid_request_error",
+        "message": "Unrecognized request URL (DELETE: /v1/payment_intents)."}
+    # Outer slashes are ignored; an empty path part matches nothing.
+    status, body = sandbox.api("GET", "/v1/customers/")
+    assert status == 200 and body["object"] == "list"
+    for path in ("/v1//customers", "/v1/customers//payment_methods", "/v1/customers/a/b/c"):
+        status, body = sandbox.api("GET", path)
+        assert status == 404, path
+    # Ids are taken as they come, so an unknown one is the resource's own 404.
+    status, body = sandbox.api("GET", "/v1/transfers/tr_nope/reversals/trr_nope")
+    assert status == 404 and body["error"]["code"] == "resource_missing"
+
+
 def test_list_pagination(gateway: Gateway, sandbox: SandboxHandle) -> None:
     cus = gateway.create_customer(idempotency_key=key(), email="pages@example.com")
     ids = []
