@@ -20,41 +20,41 @@ from payments.errors import InvalidRequest
 class Currency:
     code: str
     exponent: int
-    # Stripe's smallest charge in this currency, in minor units.
+    # Stripe's smallest charge in this currency, in minor units (from MIN_CHARGE).
     min_charge: int
 
 
-# Currencies we settle. Stripe's three-decimal currencies (bhd, jod, kwd, omr, tnd) and its
-# payout oddities (isk, huf, twd must be multiples of 100 minor units on payouts) are left out
-# on purpose: they are refused as unsupported rather than mishandled.
+# Stripe's minimum charge amounts, in minor units at our exponents (jpy, krw, vnd and clp are
+# zero-decimal; idr and huf two-decimal, as Stripe takes them). The one table: the app's tip
+# floors and the sandbox's amount_too_small both read it. Source: Stripe's "Minimum and maximum
+# charge amounts", https://docs.stripe.com/currencies (all 24 rows, with bgn, czk, huf and ron,
+# which we do not settle but the sandbox charges).
+MIN_CHARGE: dict[str, int] = {
+    "usd": 50, "aed": 200, "aud": 50, "bgn": 100, "brl": 50, "cad": 50, "chf": 50,
+    "czk": 1500, "dkk": 250, "eur": 50, "gbp": 30, "hkd": 400, "huf": 17500, "inr": 50,
+    "jpy": 50, "mxn": 1000, "myr": 200, "nok": 300, "nzd": 50, "pln": 200, "ron": 200,
+    "sek": 300, "sgd": 50, "thb": 1000,
+    # Not in Stripe's table, which lists settlement currencies; its API reference puts the
+    # minimum at "$0.50 US or equivalent in charge currency". So: USD 0.50 at mid-2025 rates,
+    # rounded up to the next 1, 2 or 5 x 10^n of the major unit, which leaves room for the rate
+    # to move before a charge falls under Stripe's floor.
+    "idr": 1_000_000,  # IDR 10,000 (USD 0.50 ~ IDR 8,200)
+    "krw": 1_000,  # KRW 1,000 (~ KRW 700)
+    "php": 5_000,  # PHP 50 (~ PHP 29)
+    "vnd": 20_000,  # VND 20,000 (~ VND 13,000)
+    "clp": 500,  # CLP 500 (~ CLP 480)
+}
+
+# Currencies we settle, with their exponents. Stripe's three-decimal currencies (bhd, jod, kwd,
+# omr, tnd) and its payout oddities (isk, huf, twd must be multiples of 100 minor units on
+# payouts) are left out on purpose: they are refused as unsupported rather than mishandled.
 CURRENCIES: dict[str, Currency] = {
-    c.code: c
-    for c in (
-        Currency("usd", 2, 50),
-        Currency("eur", 2, 50),
-        Currency("gbp", 2, 30),
-        Currency("aud", 2, 50),
-        Currency("cad", 2, 50),
-        Currency("chf", 2, 50),
-        Currency("nzd", 2, 50),
-        Currency("sgd", 2, 50),
-        Currency("hkd", 2, 400),
-        Currency("dkk", 2, 250),
-        Currency("nok", 2, 300),
-        Currency("sek", 2, 300),
-        Currency("pln", 2, 200),
-        Currency("brl", 2, 50),
-        Currency("mxn", 2, 1000),
-        Currency("inr", 2, 50),
-        Currency("idr", 2, 1_000_000),
-        Currency("myr", 2, 200),
-        Currency("php", 2, 2000),
-        Currency("thb", 2, 1000),
-        Currency("aed", 2, 200),
-        Currency("jpy", 0, 50),
-        Currency("krw", 0, 500),
-        Currency("vnd", 0, 10_000),
-        Currency("clp", 0, 500),
+    code: Currency(code, exponent, MIN_CHARGE[code])
+    for code, exponent in (
+        ("usd", 2), ("eur", 2), ("gbp", 2), ("aud", 2), ("cad", 2), ("chf", 2), ("nzd", 2),
+        ("sgd", 2), ("hkd", 2), ("dkk", 2), ("nok", 2), ("sek", 2), ("pln", 2), ("brl", 2),
+        ("mxn", 2), ("inr", 2), ("idr", 2), ("myr", 2), ("php", 2), ("thb", 2), ("aed", 2),
+        ("jpy", 0), ("krw", 0), ("vnd", 0), ("clp", 0),
     )
 }
 
@@ -176,6 +176,7 @@ def _fee_weights(rate: Decimal) -> tuple[int, ...]:
 
 __all__ = [
     "CURRENCIES",
+    "MIN_CHARGE",
     "ROUND_HALF_EVEN",
     "ROUND_HALF_UP",
     "ZERO_DECIMAL",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
+from payments.money import MIN_CHARGE
+
 # Stripe's zero-decimal currencies; everything else in SUPPORTED is two-decimal here.
 ZERO_DECIMAL = frozenset(
     ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga",
@@ -14,10 +16,6 @@ SUPPORTED = frozenset(
     ["usd", "eur", "gbp", "sgd", "aud", "cad", "chf", "nzd", "hkd", "idr", "myr", "php", "thb",
      "inr", "mxn", "brl", "sek", "nok", "dkk", "pln", "czk", "huf", "ron", "aed", "zar", "twd"]
 ) | ZERO_DECIMAL
-
-# Minimum charge amounts in minor units (Stripe's published minimums, default 50).
-MIN_CHARGE = {"usd": 50, "eur": 50, "gbp": 30, "sgd": 50, "aud": 50, "cad": 50, "chf": 50,
-              "nzd": 50, "hkd": 400, "jpy": 50, "mxn": 1000, "krw": 100, "idr": 50}
 
 # Fixed part of the processing fee, per currency (minor units).
 FIXED_FEE = {"usd": 30, "eur": 25, "gbp": 20, "sgd": 50, "aud": 30, "cad": 30, "chf": 30,
@@ -46,6 +44,12 @@ def dispute_fee(currency: str) -> int:
 
 
 def min_charge(currency: str) -> int:
+    """Stripe's minimum charge, from the app's table (``payments.money.MIN_CHARGE``).
+
+    Currencies in neither Stripe's table nor the app's (zar, twd, the zero-decimal francs...)
+    keep the sandbox's old floor of 50 minor units: creatorpay refuses them, so only direct
+    sandbox calls can charge them.
+    """
     return MIN_CHARGE.get(currency, 50)
 
 

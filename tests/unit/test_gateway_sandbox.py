@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from payments.gateway import sign_payload
-from payments.sandbox.currency import dispute_fee, exponent, processing_fee, prorate
+from payments.money import CURRENCIES
+from payments.sandbox.currency import dispute_fee, exponent, min_charge, processing_fee, prorate
 from payments.sandbox.forms import FormError, parse_form
 from payments.sandbox.model import add_interval
 
@@ -63,6 +64,12 @@ def test_fee_examples() -> None:
     assert processing_fee(1, "usd") == 1
     assert dispute_fee("usd") == 1500
     assert exponent("jpy") == 0 and exponent("usd") == 2
+
+
+def test_the_sandbox_takes_the_apps_minimums_and_exponents() -> None:
+    # One minimum-charge table (payments.money), so both must count minor units alike.
+    for code, cur in CURRENCIES.items():
+        assert (exponent(code), min_charge(code)) == (cur.exponent, cur.min_charge), code
 
 
 @given(st.integers(min_value=0, max_value=10**7), st.integers(min_value=0, max_value=10**7),

@@ -8,7 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from payments.errors import InvalidRequest
-from payments.money import CURRENCIES, Money, allocate, apply_rate, currency, split_fee
+from payments.money import (
+    CURRENCIES,
+    MIN_CHARGE,
+    Money,
+    allocate,
+    apply_rate,
+    currency,
+    split_fee,
+)
 
 amounts = st.integers(min_value=-(10**15), max_value=10**15)
 ratios = st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=12).filter(
@@ -79,6 +87,16 @@ def test_currency_table_has_zero_decimal_currencies() -> None:
         with pytest.raises(InvalidRequest) as err:
             currency(three_decimal)
         assert err.value.code == "unsupported_currency"
+
+
+def test_minimum_charges_are_stripes_in_our_minor_units() -> None:
+    # A few rows of Stripe's table (https://docs.stripe.com/currencies), as minor units.
+    assert {c: MIN_CHARGE[c] for c in ("usd", "gbp", "hkd", "huf", "jpy", "mxn", "thb")} == {
+        "usd": 50, "gbp": 30, "hkd": 400, "huf": 17500, "jpy": 50, "mxn": 1000, "thb": 1000}
+    # Not in Stripe's table: about USD 0.50, rounded up (idr is two-decimal here).
+    assert CURRENCIES["idr"].min_charge == 1_000_000  # IDR 10,000
+    assert CURRENCIES["krw"].min_charge == 1_000
+    assert all(c.min_charge == MIN_CHARGE[c.code] for c in CURRENCIES.values())
 
 
 def test_apply_rate_uses_explicit_rounding() -> None:
