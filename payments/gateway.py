@@ -121,9 +121,6 @@ class WebhookSignatureError(GatewayError):
     """A webhook failed verification: missing/garbled header, wrong secret, stale, tampered."""
 
 
-InvalidSignature = WebhookSignatureError
-
-
 class TransientGatewayError(Exception):
     """Network trouble, a lock conflict, rate limiting or a Stripe 5xx: retry with the same key."""
 
