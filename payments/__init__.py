@@ -10,7 +10,7 @@ from flask_smorest import Api
 from flask_smorest.arguments import ArgumentsMixin
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from payments import clock, domains
+from payments import clock, domains, limits
 from payments.config import Config, load_config
 from payments.fields import ErrorSchema
 from payments.queue import Enqueue, celery_enqueue
@@ -81,6 +81,7 @@ def create_app(config: Config | None = None, *, enqueue: Enqueue | None = None) 
         init = getattr(module, "init_app", None)
         if init is not None:
             init(app)
+    limits.init_app(app, config)  # after the blueprints: it limits the routes they serve
     return app
 
 

@@ -38,9 +38,18 @@ class Config:
     platform_fee_rate: Decimal = Decimal("0.10")
     hold_days: int = 7
     max_tip_amount: int = 1_000_000
+    # Tip velocity (abuse rules): at most N tips per window (seconds) per fan (or guest email)
+    # and per card; None turns a rule off.
+    tip_velocity_per_fan: tuple[int, int] | None = (30, 3600)
+    tip_velocity_per_card: tuple[int, int] | None = (30, 3600)
     var_dir: Path = field(default_factory=lambda: Path("var"))
     # Read the business clock from the sandbox (``GET /_sandbox/clock``) when it is the API.
     clock_url: str | None = None
+    # Rate limits (payments/limits.py): on unless turned off; counters in Redis or memory.
+    rate_limits: bool = True
+    rate_limit_storage: str | None = None
+    # Reverse proxies in front of the web tier whose X-Forwarded-For to trust.
+    proxy_hops: int = 0
     testing: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -78,6 +87,42 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
             + ", ".join(s + "://" for s in schemes)
         )
     return raw
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(PREFIX + name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise ConfigError(f"{PREFIX}{name}={raw!r} must be on or off")
+
+
+def _velocity(env: Mapping[str, str], name: str,
+              default: tuple[int, int]) -> tuple[int, int] | None:
+    """``N/SECONDS`` (at most N in any SECONDS) or ``off``."""
+    raw = (env.get(PREFIX + name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw == "off":
+        return None
+    count, _, window = raw.partition("/")
+    if not (count.isdigit() and window.isdigit() and int(count) > 0 and int(window) > 0):
+        raise ConfigError(f"{PREFIX}{name}={raw!r} must be N/SECONDS (e.g. 30/3600) or off")
+    return int(count), int(window)
+
+
+def _rate_limit_storage(env: Mapping[str, str]) -> str | None:
+    raw = env.get(PREFIX + "RATE_LIMIT_STORAGE") or None
+    return None if raw is None else _url(env, "RATE_LIMIT_STORAGE", raw,
+                                         ("memory", "redis", "rediss"))
+
+
+# The payout minimum of a currency not in CREATORPAY_PAYOUT_MINIMUMS: this many times Stripe's
+# minimum charge (usd 50 -> 1000, i.e. USD 10.00).
+PAYOUT_MINIMUM_DEFAULT = 20
 
 
 def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -134,7 +179,12 @@ def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Confi
         platform_fee_rate=rate,
         hold_days=_int(env, "HOLD_DAYS", 7, 0, 365),
         max_tip_amount=_int(env, "MAX_TIP_AMOUNT", 1_000_000, 1, 10**12),
+        tip_velocity_per_fan=_velocity(env, "TIP_VELOCITY_PER_FAN", (30, 3600)),
+        tip_velocity_per_card=_velocity(env, "TIP_VELOCITY_PER_CARD", (30, 3600)),
         var_dir=var_dir,
         clock_url=clock_url,
+        rate_limits=_switch(env, "RATE_LIMITS", True),
+        rate_limit_storage=_rate_limit_storage(env),
+        proxy_hops=_int(env, "PROXY_HOPS", 0, 0, 10),
     )
     return config.with_overrides(**overrides) if overrides else config

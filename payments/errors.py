@@ -85,6 +85,17 @@ class PaymentFailed(PaymentsError):
     code = "card_declined"
 
 
+class RateLimited(PaymentsError):
+    """Too many requests, or too many of one kind (tip velocity): 429 with ``Retry-After``."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, int(retry_after))
+
+
 class ServiceUnavailable(PaymentsError):
     status_code = 503
     code = "service_unavailable"
@@ -144,6 +155,8 @@ def init_app(app: Flask) -> None:
     def _payments_error(exc: PaymentsError) -> Response:
         resp = jsonify(exc.to_dict())
         resp.status_code = exc.status_code
+        if isinstance(exc, RateLimited):
+            resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
 
     @app.errorhandler(HTTPException)

@@ -114,6 +114,12 @@ def base_config(migrated: str, broker_url: str, tmp_root: Path) -> Config:
         "CREATORPAY_BROKER_URL": broker_url,
         "CREATORPAY_VAR_DIR": str(tmp_root / "var"),
         "CREATORPAY_STRIPE_WEBHOOK_SECRET": "whsec_test_" + secrets.token_hex(8),
+        # The suite signs up hundreds of accounts from one IP; tests/integration/test_limits.py
+        # turns the limits on with their own counters.
+        "CREATORPAY_RATE_LIMITS": "off",
+        # Likewise the tip velocity rules (tests/integration/tips/test_abuse.py sets its own).
+        "CREATORPAY_TIP_VELOCITY_PER_FAN": "off",
+        "CREATORPAY_TIP_VELOCITY_PER_CARD": "off",
     }
     return load_config(env, testing=True)
 

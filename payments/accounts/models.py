@@ -32,6 +32,10 @@ class Creator(Base):
     # None: the platform default hold period (config.hold_days).
     hold_days: Mapped[int | None] = mapped_column(BigInteger)
     stripe_account_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Set by an admin: the creator takes no tips until unblocked (the reason is never shown
+    # to fans).
+    tips_blocked_reason: Mapped[str | None] = mapped_column(String(200))
+    tips_blocked_at: Mapped[int | None] = mapped_column(BigInteger)
     created: Mapped[int] = mapped_column(BigInteger, default=now_ts)
 
 

@@ -71,6 +71,15 @@ class CreatorPrivateSchema(CreatorPublicSchema):
     stripe_account_id = fields.String(allow_none=True)
 
 
+class CreatorAdminSchema(CreatorPrivateSchema):
+    tips_blocked = fields.Boolean()
+    tips_blocked_reason = fields.String(allow_none=True)
+
+
+class TipsBlockSchema(StrictSchema):
+    reason = fields.String(required=True, validate=validate.Length(1, 200))
+
+
 class CreatorSignupSchema(CreatorPrivateSchema):
     api_key = fields.String()
 

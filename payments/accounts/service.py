@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from payments.accounts.models import Brand, Creator, Fan
 from payments.auth import issue_key
+from payments.clock import now_ts
 from payments.errors import Conflict, InvalidRequest, NotFound
 from payments.money import currency
 
@@ -160,5 +161,20 @@ def link_connected_account(session: Session, creator: Creator, account_id: str) 
         raise Conflict("The creator already has another connected account.",
                        code="account_exists")
     creator.stripe_account_id = account_id
+    session.flush()
+    return creator
+
+
+def block_tips(session: Session, creator: Creator, reason: str) -> Creator:
+    """An admin stops a creator's tips (fraud, a takedown); the reason stays with operators."""
+    creator.tips_blocked_reason = reason
+    creator.tips_blocked_at = now_ts()
+    session.flush()
+    return creator
+
+
+def unblock_tips(session: Session, creator: Creator) -> Creator:
+    creator.tips_blocked_reason = None
+    creator.tips_blocked_at = None
     session.flush()
     return creator

@@ -127,3 +127,45 @@ class CreatorConnect(MethodView):
             return_url=f"{base}/v1/creators/me",
         ))
         return {"account_id": account_id, "onboarding_url": link["url"]}
+
+
+admin_blp = Blueprint("accounts_admin", __name__, url_prefix="/v1/admin",
+                      description="Operators: creators")
+
+
+def _admin_view(creator: Any) -> dict[str, Any]:
+    session = request_session()
+    return {**service.creator_profile(creator, **domains.profile_fields(session, creator)),
+            "tips_blocked": creator.tips_blocked_reason is not None,
+            "tips_blocked_reason": creator.tips_blocked_reason}
+
+
+@admin_blp.route("/creators/<string:ref>/block_tips")
+class BlockTips(MethodView):
+    @require("admin")
+    @admin_blp.arguments(schemas.TipsBlockSchema)
+    @admin_blp.response(200, schemas.CreatorAdminSchema)
+    @admin_blp.alt_response(404, description="No such creator")
+    def post(self, data: dict[str, Any], ref: str) -> dict[str, Any]:
+        """Stop a creator's tips (fans are told only that tips are off); by handle or id."""
+        session = request_session()
+        creator = service.block_tips(session, service.find_creator(session, ref, param="ref"),
+                                     data["reason"])
+        session.commit()
+        return _admin_view(creator)
+
+
+@admin_blp.route("/creators/<string:ref>/unblock_tips")
+class UnblockTips(MethodView):
+    @require("admin")
+    @admin_blp.response(200, schemas.CreatorAdminSchema)
+    @admin_blp.alt_response(404, description="No such creator")
+    def post(self, ref: str) -> dict[str, Any]:
+        """Take tips again."""
+        session = request_session()
+        creator = service.unblock_tips(session, service.find_creator(session, ref, param="ref"))
+        session.commit()
+        return _admin_view(creator)
+
+
+blueprints = [blp, admin_blp]

@@ -13,12 +13,18 @@ PAYMENT_STATUSES = ("requires_payment", "failed", "processing", "succeeded")
 
 class Tip(Base):
     __tablename__ = "tips"
-    __table_args__ = (Index("ix_tips_creator_id_id", "creator_id", "id"),)
+    __table_args__ = (
+        Index("ix_tips_creator_id_id", "creator_id", "id"),
+        # Velocity rules count a fan's, a guest's and a card's recent tips.
+        Index("ix_tips_fan_id_created", "fan_id", "created"),
+        Index("ix_tips_guest_email_created", "guest_email", "created"),
+        Index("ix_tips_card_fingerprint_created", "card_fingerprint", "created"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: new_id("tip"))
     creator_id: Mapped[int] = mapped_column(ForeignKey("creators.id"))
-    fan_id: Mapped[int | None] = mapped_column(ForeignKey("fans.id"), index=True)
+    fan_id: Mapped[int | None] = mapped_column(ForeignKey("fans.id"))
     # A guest tipper (no account) leaves an email, and optionally a name.
     guest_email: Mapped[str | None] = mapped_column(String(254))
     guest_name: Mapped[str | None] = mapped_column(String(100))
@@ -31,6 +37,8 @@ class Tip(Base):
     payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     charge_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     client_secret: Mapped[str | None] = mapped_column(String(255))
+    # The card's fingerprint (Stripe's, same card same value) when paid server-side.
+    card_fingerprint: Mapped[str | None] = mapped_column(String(64))
     next_action: Mapped[str | None] = mapped_column(String(50))
     failure_code: Mapped[str | None] = mapped_column(String(100))
     failure_message: Mapped[str | None] = mapped_column(String(500))

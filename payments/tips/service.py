@@ -20,7 +20,7 @@ from payments.accounts.models import Creator, Fan
 from payments.accounts.service import find_creator, min_tip_amount
 from payments.clock import now_ts
 from payments.db import for_update
-from payments.errors import Conflict, InvalidRequest, InvalidTransition, NotFound
+from payments.errors import Conflict, InvalidRequest, InvalidTransition, NotFound, RateLimited
 from payments.events import stripe_int
 from payments.ledger import service as ledger
 from payments.money import split_fee
@@ -59,14 +59,28 @@ def status_of(tip: Tip) -> str:
 # ----------------------------------------------------------------------------- creating
 
 
+@dataclass(frozen=True)
+class TipRules:
+    """The abuse rules a new tip must pass (from the configuration)."""
+
+    max_amount: int
+    # (at most N tips, in any window of this many seconds), or None: no rule.
+    per_fan: tuple[int, int] | None = None
+    per_card: tuple[int, int] | None = None
+
+
 def create_tip(
     session: Session,
     data: dict[str, Any],
     *,
     fan_id: int | None,
-    max_amount: int,
+    rules: TipRules,
 ) -> Tip:
-    """Validate and store a tip awaiting payment (the caller then creates the PaymentIntent)."""
+    """Validate and store a tip awaiting payment (the caller then creates the PaymentIntent).
+
+    Refusals, each explained: a creator blocked from tips (409 ``creator_blocked``), an amount
+    over the maximum (400), a fan or guest over the tip velocity (429 ``tip_velocity``).
+    """
     if fan_id is None and not data.get("email"):
         raise InvalidRequest(
             "A guest tip needs an email (or tip with a fan API key).",
@@ -81,6 +95,10 @@ def create_tip(
             param="message",
         )
     creator = find_creator(session, data["creator"])
+    if creator.tips_blocked_reason is not None:
+        # The admin's reason is for operators; the fan learns only that tips are off.
+        raise Conflict(f"{creator.handle} is not accepting tips right now.",
+                       code="creator_blocked", param="creator")
     currency = data["currency"]
     amount = data["amount"]
     minimum = min_tip_amount(creator, currency)
@@ -90,14 +108,19 @@ def create_tip(
             code="amount_too_small",
             param="amount",
         )
-    if amount > max_amount:
+    if amount > rules.max_amount:
         raise InvalidRequest(
-            f"The largest tip is {max_amount} minor units.", code="amount_too_large", param="amount"
+            f"The largest tip is {rules.max_amount} minor units.", code="amount_too_large",
+            param="amount",
         )
+    guest_email = None if fan_id is not None else str(data["email"]).lower()
+    if rules.per_fan is not None:
+        tipper = Tip.fan_id == fan_id if fan_id is not None else Tip.guest_email == guest_email
+        _check_velocity(session, tipper, rules.per_fan, "this fan" if fan_id else "this email")
     tip = Tip(
         creator_id=creator.id,
         fan_id=fan_id,
-        guest_email=None if fan_id is not None else data.get("email"),
+        guest_email=guest_email,
         guest_name=None if fan_id is not None else data.get("name"),
         amount=amount,
         currency=currency,
@@ -109,6 +132,32 @@ def create_tip(
     session.add(tip)
     session.flush()
     return tip
+
+
+def _check_velocity(session: Session, whose: Any, rule: tuple[int, int], who: str) -> None:
+    """At most ``rule[0]`` tips (any outcome: card testing fails a lot) in ``rule[1]`` s."""
+    limit, window = rule
+    since = now_ts() - window
+    recent = list(session.scalars(
+        select(Tip.created).where(whose, Tip.created > since)
+        .order_by(Tip.created.desc()).limit(limit)))
+    if len(recent) >= limit:
+        retry = recent[-1] + window - now_ts() + 1
+        raise RateLimited(
+            f"Too many tips from {who}: at most {limit} in {window // 60} minutes. "
+            f"Try again in {max(1, retry)} s.", code="tip_velocity", retry_after=retry)
+
+
+def apply_card_rule(session: Session, tip: Tip, fingerprint: str | None,
+                    rules: TipRules) -> None:
+    """Record the card paying ``tip`` and refuse it over the per-card velocity."""
+    if fingerprint is None:
+        return
+    if rules.per_card is not None:
+        _check_velocity(session, Tip.card_fingerprint == fingerprint, rules.per_card,
+                        "this card")
+    tip.card_fingerprint = fingerprint
+    session.flush()
 
 
 def payment_metadata(tip: Tip, creator: Creator) -> dict[str, str]:

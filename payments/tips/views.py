@@ -11,11 +11,18 @@ from flask_smorest import Blueprint
 from payments.accounts.models import Creator, Fan
 from payments.auth import current_principal, principal, require
 from payments.db import request_session
-from payments.gateway import CardError, GatewayError, idempotency_key
+from payments.errors import InvalidRequest
+from payments.gateway import (
+    CardError,
+    GatewayError,
+    TransientGatewayError,
+    gateway_for,
+    idempotency_key,
+)
 from payments.idempotency import idempotent
 from payments.tips import schemas, service
 from payments.tips.models import Tip
-from payments.web import app_config, call_stripe
+from payments.web import app_config, call_stripe, gateway_error
 
 blp = Blueprint("tips", __name__, url_prefix="/v1", description="Tips from fans to creators")
 
@@ -38,6 +45,23 @@ def with_tip(fn: F) -> F:
     return cast(F, wrapper)
 
 
+def card_fingerprint(payment_method: str) -> str | None:
+    """Stripe's fingerprint of the card (the same card, the same value), for the per-card
+    rule. An unknown payment method is the client's mistake (400), as Stripe would say."""
+    try:
+        found = gateway_for(app_config()).retrieve_payment_method(payment_method)
+    except GatewayError as exc:
+        if exc.http_status in (400, 404):
+            raise InvalidRequest(exc.message, code=exc.code or "invalid_payment_method",
+                                 param="payment_method") from None
+        raise gateway_error(exc) from None
+    except TransientGatewayError as exc:
+        raise gateway_error(exc) from None
+    card = found.get("card")
+    fingerprint = card.get("fingerprint") if isinstance(card, dict) else None
+    return fingerprint if isinstance(fingerprint, str) and fingerprint else None
+
+
 @blp.route("/tips")
 class Tips(MethodView):
     @require("fan", allow_anonymous=True)
@@ -46,7 +70,9 @@ class Tips(MethodView):
     @blp.response(201, schemas.TipSchema)
     @blp.alt_response(402, description="Card declined; no money moved")
     @blp.alt_response(404, description="Unknown creator (param: creator)")
-    @blp.alt_response(409, description="Idempotency-Key reused with another body")
+    @blp.alt_response(409, description="Idempotency-Key reused with another body, or the "
+                      "creator is not accepting tips (creator_blocked)")
+    @blp.alt_response(429, description="Too many tips from this fan or card (tip_velocity)")
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Tip a creator, as a fan or as a guest with an email.
 
@@ -56,8 +82,9 @@ class Tips(MethodView):
         session = request_session()
         viewer = _viewer()
         config = app_config()
-        tip = service.create_tip(session, data, fan_id=viewer.owner_id,
-                                 max_amount=config.max_tip_amount)
+        rules = service.TipRules(config.max_tip_amount, config.tip_velocity_per_fan,
+                                 config.tip_velocity_per_card)
+        tip = service.create_tip(session, data, fan_id=viewer.owner_id, rules=rules)
         creator = session.get(Creator, tip.creator_id)
         assert creator is not None
         email = data.get("email")
@@ -66,6 +93,8 @@ class Tips(MethodView):
             email = fan.email if fan is not None else email
         metadata = service.payment_metadata(tip, creator)
         pm = data.get("payment_method")
+        if pm and rules.per_card is not None:
+            service.apply_card_rule(session, tip, card_fingerprint(pm), rules)
 
         def declined(exc: GatewayError) -> dict[str, Any] | None:
             if not isinstance(exc, CardError):
