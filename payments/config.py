@@ -38,6 +38,9 @@ class Config:
     platform_fee_rate: Decimal = Decimal("0.10")
     hold_days: int = 7
     max_tip_amount: int = 1_000_000
+    # Who bears Stripe's fee on a deal's funding payment: "platform" (its processor_fees
+    # expense) or "creator" (taken from each milestone's release, pro rata).
+    deal_fee_bearer: str = "platform"
     # Tip velocity (abuse rules): at most N tips per window (seconds) per fan (or guest email)
     # and per card; None turns a rule off.
     tip_velocity_per_fan: tuple[int, int] | None = (30, 3600)
@@ -125,6 +128,13 @@ def _rate_limit_storage(env: Mapping[str, str]) -> str | None:
 PAYOUT_MINIMUM_DEFAULT = 20
 
 
+def _deal_fee_bearer(env: Mapping[str, str]) -> str:
+    raw = (env.get(PREFIX + "DEAL_FEE_BEARER") or "platform").strip().lower()
+    if raw not in ("platform", "creator"):
+        raise ConfigError(f"{PREFIX}DEAL_FEE_BEARER={raw!r} must be platform or creator")
+    return raw
+
+
 def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     """Build the configuration from ``env`` (default: ``os.environ``) plus explicit overrides."""
     env = os.environ if env is None else env
@@ -179,6 +189,7 @@ def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Confi
         platform_fee_rate=rate,
         hold_days=_int(env, "HOLD_DAYS", 7, 0, 365),
         max_tip_amount=_int(env, "MAX_TIP_AMOUNT", 1_000_000, 1, 10**12),
+        deal_fee_bearer=_deal_fee_bearer(env),
         tip_velocity_per_fan=_velocity(env, "TIP_VELOCITY_PER_FAN", (30, 3600)),
         tip_velocity_per_card=_velocity(env, "TIP_VELOCITY_PER_CARD", (30, 3600)),
         var_dir=var_dir,
