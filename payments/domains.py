@@ -29,6 +29,7 @@ DOMAINS: tuple[str, ...] = (
     "payments.accounts",
     "payments.ledger",
     "payments.tips",
+    "payments.subscriptions",
     "payments.deals",
     "webhooks",
 )

@@ -39,6 +39,12 @@ class StripeSource(Protocol):
 
     def retrieve_charge(self, charge_id: str) -> dict[str, Any]: ...
 
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]: ...
+
+    def invoice_charge(self, invoice_id: str) -> dict[str, Any]:
+        """The charge that paid an invoice (``balance_transaction`` as an id)."""
+        ...
+
 
 @dataclass
 class EventContext:
@@ -48,6 +54,8 @@ class EventContext:
     journals: list[JournalSpec] = field(default_factory=list)
     # What each domain's ``prepare`` loaded (and locked) for the batch, by domain name.
     loaded: dict[str, Any] = field(default_factory=dict)
+    # The ``created`` of the event being handled (Stripe's time), to tell stale state.
+    event_created: int = 0
 
     def add(self, specs: Iterable[JournalSpec]) -> None:
         self.journals.extend(specs)
@@ -73,6 +81,10 @@ def _no_transactions(event_type: str, obj: dict[str, Any]) -> list[str]:
     return []
 
 
+def _no_invoices(event_type: str, obj: dict[str, Any]) -> list[str]:
+    return []
+
+
 @dataclass(frozen=True)
 class EventRoutes:
     """One domain's part of the pipeline."""
@@ -85,6 +97,8 @@ class EventRoutes:
     prepare: Prepare = _no_preparation
     # Balance transactions a handler will ask for, so the batch fetches them together.
     transaction_ids: Callable[[str, dict[str, Any]], list[str]] = _no_transactions
+    # Invoices whose paying charge a handler will ask for (``invoice_charge``), likewise.
+    invoice_ids: Callable[[str, dict[str, Any]], list[str]] = _no_invoices
 
 
 def kind_of(obj: Any) -> str | None:

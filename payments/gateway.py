@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         CustomerCreateParams,
         CustomerUpdateParams,
         EventListParams,
+        InvoicePaymentListParams,
         InvoicePayParams,
         PaymentIntentCancelParams,
         PaymentIntentCaptureParams,
@@ -705,10 +706,13 @@ class Gateway:
                 invoice, {"expand": list(expand)}))
         return self._call(lambda: self.client.v1.invoices.retrieve(invoice))
 
-    def list_invoice_payments(self, invoice: str, *, limit: int = 10) -> dict[str, Any]:
+    def list_invoice_payments(self, invoice: str, *, limit: int = 10,
+                              expand: Sequence[str] | None = None) -> dict[str, Any]:
         """The invoice's payments; each has ``payment.payment_intent``."""
-        return self._call(lambda: self.client.v1.invoice_payments.list(
-            {"invoice": invoice, "limit": limit}))
+        params: InvoicePaymentListParams = {"invoice": invoice, "limit": limit}
+        if expand:
+            params["expand"] = list(expand)
+        return self._call(lambda: self.client.v1.invoice_payments.list(params))
 
     def pay_invoice(self, invoice: str, *, idempotency_key: str,
                     payment_method: str | None = None) -> dict[str, Any]:

@@ -73,6 +73,8 @@ class StripeReader:
         self.gateway = gateway
         self.txns = _TXN_CACHES.setdefault(gateway, {})
         self.errors: dict[str, Exception] = {}
+        # Invoice id -> the charge that paid it (or the error fetching it), for this drain.
+        self.invoice_charges: dict[str, dict[str, Any] | Exception] = {}
 
     def prefetch(self, txn_ids: Iterable[str], created_range: tuple[int, int]) -> None:
         missing = {t for t in txn_ids if t not in self.txns and t not in self.errors}
@@ -126,6 +128,46 @@ class StripeReader:
     def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
         return self.gateway.retrieve_charge(charge_id)
 
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        return self.gateway.retrieve_subscription(subscription_id)
+
+    def _fetch_invoice_charge(self, invoice_id: str) -> tuple[str, dict[str, Any] | Exception]:
+        try:
+            pays = self.gateway.list_invoice_payments(
+                invoice_id, expand=["data.payment.payment_intent.latest_charge"])
+        except (GatewayError, TransientGatewayError) as exc:
+            return invoice_id, exc
+        for pay in pays["data"]:
+            intent = (pay.get("payment") or {}).get("payment_intent")
+            charge = intent.get("latest_charge") if isinstance(intent, dict) else None
+            if pay.get("status") == "paid" and isinstance(charge, dict):
+                return invoice_id, charge
+        return invoice_id, LookupError(f"invoice {invoice_id} has no paid charge")
+
+    def prefetch_invoices(self, invoice_ids: Iterable[str],
+                          created_range: tuple[int, int]) -> None:
+        """Fetch the charges of invoices (in parallel) and then their balance transactions."""
+        missing = sorted({i for i in invoice_ids if i not in self.invoice_charges})
+        if not missing:
+            return
+        with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
+            for invoice_id, found in pool.map(self._fetch_invoice_charge, missing):
+                self.invoice_charges[invoice_id] = found
+        txn_ids = [str(c["balance_transaction"]) for i in missing
+                   for c in [self.invoice_charges[i]]
+                   if isinstance(c, dict) and isinstance(c.get("balance_transaction"), str)]
+        self.prefetch(txn_ids, created_range)
+
+    def invoice_charge(self, invoice_id: str) -> dict[str, Any]:
+        found = self.invoice_charges.get(invoice_id)
+        if found is None or isinstance(found, LookupError):
+            # Not fetched, or not paid when we asked: ask again.
+            _, found = self._fetch_invoice_charge(invoice_id)
+            self.invoice_charges[invoice_id] = found
+        if isinstance(found, Exception):
+            raise found
+        return found
+
 
 def is_infrastructure(exc: BaseException) -> bool:
     """The database went away or refused for its own reasons (not because of an event)."""
@@ -168,12 +210,16 @@ class _Batch:
     def _prepare(self, session: Session) -> dict[str, Any]:
         created = [r.stripe_created for r, _ in self.rows] or [now_ts()]
         txn_ids: list[str] = []
+        invoice_ids: list[str] = []
         objects: dict[str, list[dict[str, Any]]] = {}
         for row, obj in self.rows:
             for target in self.table.targets(row.type, obj):
                 objects.setdefault(target.domain, []).append(obj)
                 txn_ids.extend(target.routes.transaction_ids(row.type, obj))
+                invoice_ids.extend(target.routes.invoice_ids(row.type, obj))
         self.reader.prefetch(txn_ids, (min(created), max(created)))
+        if invoice_ids:
+            self.reader.prefetch_invoices(invoice_ids, (min(created), max(created)))
         loaded: dict[str, Any] = {}
         for name, routes in self.table.domains:
             if name not in objects:
@@ -196,6 +242,7 @@ class _Batch:
               ctx: EventContext, before_reading: list[ledger.JournalSpec]) -> None:
         """Every target's handler for one event; ``before_reading`` is posted first when a
         handler reads ledger balances."""
+        ctx.event_created = row.stripe_created
         for target in self.table.targets(row.type, obj):
             if target.route.reads_ledger and before_reading:
                 _post(session, before_reading)

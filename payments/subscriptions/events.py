@@ -1,0 +1,160 @@
+"""The Stripe events that move subscriptions, and how each is applied (``payments.events``).
+
+Subscriptions we create carry ``metadata.creatorpay_kind="subscription"`` and our public id;
+their invoices carry the same metadata under ``parent.subscription_details`` (and Stripe's
+subscription id there, or as ``subscription`` in older API versions), which is how an
+invoice leads back to its subscription. Invoices have no kind of their own, so every domain
+handling ``invoice.*`` sees them; only this one does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from payments.db import for_update, one_of
+from payments.events import EventContext, EventRoutes, Route, expandable_id, kind_of, stripe_int
+from payments.ledger import service as ledger
+from payments.subscriptions import service
+from payments.subscriptions.models import Subscription, SubscriptionInvoice
+
+log = logging.getLogger(__name__)
+
+KINDS = frozenset({"subscription", "subscription_refund"})
+DOMAIN = "subscriptions"
+
+
+def _public_id(obj: dict[str, Any]) -> str | None:
+    """Our subscription's public id, from a subscription or an invoice object."""
+    if obj.get("object") == "invoice":
+        return service.invoice_subscription_ref(obj)[0]
+    if kind_of(obj) == "subscription":
+        value = (obj.get("metadata") or {}).get("subscription_id")
+        return str(value) if value else None
+    return None
+
+
+def lock_subscriptions(session: Session, objects: list[dict[str, Any]]
+                       ) -> dict[str, Subscription]:
+    """Lock the batch's subscriptions (named by their objects) with one query, in id order."""
+    ids = sorted({p for p in (_public_id(o) for o in objects) if p})
+    if not ids:
+        return {}
+    stmt = (select(Subscription).where(one_of(session, Subscription.public_id, ids))
+            .order_by(Subscription.id))
+    return {s.public_id: s for s in session.scalars(for_update(session, stmt))}
+
+
+def _subscription(session: Session, obj: dict[str, Any], ctx: EventContext
+                  ) -> Subscription | None:
+    public = _public_id(obj)
+    locked: dict[str, Subscription] = ctx.loaded.get(DOMAIN) or {}
+    if public and public in locked:
+        return locked[public]
+    found = (service.find_invoice_subscription(session, obj) if obj.get("object") == "invoice"
+             else service.find_subscription(session, obj))
+    if found is None and public:
+        # Ours by its metadata, yet unknown: fail the event (a replay applies it).
+        raise LookupError(f"subscription {public} of {obj.get('id')} not found")
+    return found
+
+
+def on_subscription(session: Session, obj: dict[str, Any], ctx: EventContext) -> None:
+    sub = _subscription(session, obj, ctx)
+    if sub is None:
+        return  # not one of ours
+    if not service.apply_subscription(session, sub, obj, ctx.event_created):
+        # The same second as the state we hold: which came last is unknowable from the
+        # events, so take the subscription as Stripe has it now.
+        service.apply_current(session, sub, ctx.stripe.retrieve_subscription(obj["id"]))
+
+
+def _paid(obj: dict[str, Any]) -> bool:
+    return obj.get("status") == "paid" and stripe_int(obj.get("amount_paid") or 0) > 0
+
+
+def _earning(session: Session, sub: Subscription, inv: SubscriptionInvoice,
+             ctx: EventContext) -> list[ledger.JournalSpec]:
+    charge = ctx.stripe.invoice_charge(inv.stripe_invoice_id)
+    txn_id = expandable_id(charge.get("balance_transaction"))
+    if txn_id is None:
+        raise LookupError(f"charge {charge.get('id')} of {inv.stripe_invoice_id} has no "
+                          "balance transaction")
+    return service.invoice_paid(session, sub, inv, charge, ctx.stripe.balance_transaction(txn_id),
+                                ctx.fee_rate)
+
+
+def on_invoice(session: Session, obj: dict[str, Any], ctx: EventContext) -> None:
+    sub = _subscription(session, obj, ctx)
+    if sub is None:
+        return
+    inv = service.record_invoice(session, sub, obj)
+    if _paid(obj) and not service.earning_posted(session, inv.stripe_invoice_id):
+        ctx.add(_earning(session, sub, inv, ctx))
+
+
+def on_refund(session: Session, refund: dict[str, Any], ctx: EventContext) -> None:
+    if refund.get("status") != "succeeded" or not refund.get("balance_transaction"):
+        return  # pending or failed refunds move no money
+    inv = service.invoice_for_charge(session, refund)
+    if inv is None:
+        if kind_of(refund) == "subscription_refund":
+            raise LookupError(f"invoice of refund {refund.get('id')} not found")
+        return
+    if not service.earning_posted(session, inv.stripe_invoice_id):
+        # The refund overtook the invoice's events: book the earning first, so the take-back
+        # finds it pending whatever the delivery order.
+        sub = session.get(Subscription, inv.subscription_id)
+        assert sub is not None
+        ledger.post_many(session, _earning(session, sub, inv, ctx))
+    txn_id = expandable_id(refund.get("balance_transaction"))
+    assert txn_id is not None  # noqa: S101 - checked above
+    service.refund_settled(session, inv, refund, ctx.stripe.balance_transaction(txn_id),
+                           ctx.fee_rate)
+
+
+_REFUNDS = frozenset({"refund.created", "refund.updated", "charge.refund.updated"})
+_PAID = frozenset({"invoice.paid", "invoice.payment_succeeded"})
+
+
+def transaction_ids(event_type: str, obj: dict[str, Any]) -> list[str]:
+    txn = obj.get("balance_transaction")
+    return [txn] if event_type in _REFUNDS and isinstance(txn, str) else []
+
+
+def invoice_ids(event_type: str, obj: dict[str, Any]) -> list[str]:
+    """Paid invoices of ours in the batch: their charges are fetched together."""
+    if event_type in _PAID and obj.get("status") == "paid" and _public_id(obj):
+        amount = obj.get("amount_paid")
+        if isinstance(amount, int) and amount > 0:
+            return [str(obj["id"])]
+    return []
+
+
+EVENTS = EventRoutes(
+    kinds=KINDS,
+    routes={
+        "customer.subscription.created": Route(on_subscription),
+        "customer.subscription.updated": Route(on_subscription),
+        "customer.subscription.deleted": Route(on_subscription),
+        "customer.subscription.paused": Route(on_subscription),
+        "customer.subscription.resumed": Route(on_subscription),
+        "invoice.created": Route(on_invoice),
+        "invoice.finalized": Route(on_invoice),
+        "invoice.paid": Route(on_invoice),
+        "invoice.payment_succeeded": Route(on_invoice),
+        "invoice.payment_failed": Route(on_invoice),
+        "invoice.payment_action_required": Route(on_invoice),
+        "invoice.voided": Route(on_invoice),
+        "invoice.marked_uncollectible": Route(on_invoice),
+        "refund.created": Route(on_refund, reads_ledger=True),
+        "refund.updated": Route(on_refund, reads_ledger=True),
+        "charge.refund.updated": Route(on_refund, reads_ledger=True),
+    },
+    prepare=lock_subscriptions,
+    transaction_ids=transaction_ids,
+    invoice_ids=invoice_ids,
+)
