@@ -233,10 +233,18 @@ def _parse_event_body(raw_body: bytes) -> dict[str, Any]:
     except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
         raise WebhookSignatureError("Body is not valid JSON.", code="invalid_payload") from exc
     if (not isinstance(event, dict) or not isinstance(event.get("id"), str)
+            or not 0 < len(event["id"]) <= 255
             or not isinstance(event.get("type"), str)
-            or not isinstance(event.get("data"), dict)):
+            or not isinstance(event.get("data"), dict)
+            # What the inbox stores from the envelope: Stripe always sends these types.
+            or not _is_int(event.get("created", 0))
+            or not isinstance(event.get("livemode", False), bool)):
         raise WebhookSignatureError("Body is not a Stripe event.", code="invalid_payload")
     return event
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def idempotency_key(kind: str, ident: object, *action: object) -> str:
