@@ -7,6 +7,11 @@ from payments.subscriptions.models import ENDED_STATUSES, LIVE_STATUSES
 from payments.subscriptions.service import INTERVALS, MAX_TRIAL_DAYS
 
 
+def _bool(**kwargs: object) -> fields.Boolean:
+    """JSON true or false only (marshmallow also takes "yes", 1, "on" ...)."""
+    return fields.Boolean(truthy={True}, falsy={False}, **kwargs)  # type: ignore[arg-type]
+
+
 class TierCreateSchema(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(1, 100))
     description = fields.String(allow_none=True, validate=validate.Length(max=500))
@@ -26,8 +31,8 @@ class TierUpdateSchema(StrictSchema):
     trial_days = Amount(allow_zero=True, allow_none=True,
                         validate=validate.Range(0, MAX_TRIAL_DAYS))
     max_subscribers = Amount(allow_none=True, validate=validate.Range(min=1))
-    active = fields.Boolean(metadata={"description": "false archives the tier"})
-    archived = fields.Boolean()
+    active = _bool(metadata={"description": "false archives the tier"})
+    archived = _bool()
 
 
 class TierSchema(Schema):
@@ -56,7 +61,7 @@ class SubscriptionCreateSchema(StrictSchema):
 
 
 class CancelSchema(StrictSchema):
-    at_period_end = fields.Boolean(load_default=True)
+    at_period_end = _bool(load_default=True)
 
 
 class ResumeSchema(StrictSchema):
