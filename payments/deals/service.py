@@ -497,11 +497,13 @@ def release_key(ms: Milestone) -> str:
 
 
 def _creator_journals(deal: Deal, key: str, amount: int, processor_fee: int,
-                      effective_at: int) -> tuple[list[ledger.JournalSpec], int]:
+                      effective_at: int) -> tuple[list[ledger.JournalSpec], int, int]:
     """Escrow -> the creator's ``pending``, less the platform fee (and, when the creator bears
-    it, their share of Stripe's fee). Returns the journals and the platform fee."""
+    it, their share of Stripe's fee, never more than is left: the platform bears the rest).
+    Returns the journals, the platform fee and the processor fee charged."""
     pending = ledger.creator_account(deal.creator_id, "pending", deal.currency)
     platform_fee, _ = split_fee(amount, Decimal(deal.platform_fee_rate))
+    processor_fee = max(0, min(processor_fee, amount - platform_fee))
     specs = [ledger.JournalSpec(key, "deal", [ledger.debit(_escrow_account(deal), amount),
                                               ledger.credit(pending, amount)],
                                 source(deal), effective_at)]
@@ -517,7 +519,7 @@ def _creator_journals(deal: Deal, key: str, amount: int, processor_fee: int,
             [ledger.debit(pending, platform_fee),
              ledger.credit(ledger.platform_account("platform_revenue", deal.currency),
                            platform_fee)], source(deal), effective_at))
-    return specs, platform_fee
+    return specs, platform_fee, processor_fee
 
 
 def approve(session: Session, deal: Deal, ms: Milestone, actor: Actor, *,
@@ -534,11 +536,13 @@ def approve(session: Session, deal: Deal, ms: Milestone, actor: Actor, *,
                                 code="invalid_transition")
     now = now_ts()
     share = ms.processor_fee_share if deal.fee_bearer == "creator" else 0
-    specs, platform_fee = _creator_journals(deal, release_key(ms), ms.amount, share, now)
+    specs, platform_fee, share = _creator_journals(deal, release_key(ms), ms.amount, share,
+                                                   now)
     ledger.post_many(session, specs)
     ms.released_at = now
     ms.released_by = "auto" if auto else actor.role
     ms.platform_fee = platform_fee
+    ms.processor_fee_share = share
     ms.creator_amount = ms.amount - platform_fee - share
     deal.escrow_released += ms.amount
     _ms_move(session, deal, ms, "released", "auto_approved" if auto else "approved", actor,
@@ -785,8 +789,8 @@ def resolve(session: Session, deal: Deal, actor: Actor, creator_amount: int,
         if deal.fee_bearer == "creator":
             owed = sum(m.processor_fee_share for m in unreleased)
             share = allocate(owed, [creator_amount, brand_refund_amount])[0] if owed else 0
-        specs, _ = _creator_journals(deal, f"deal_resolve:{deal.public_id}", creator_amount,
-                                     min(share, creator_amount), now)
+        specs, _, _ = _creator_journals(deal, f"deal_resolve:{deal.public_id}",
+                                        creator_amount, share, now)
         ledger.post_many(session, specs)
         deal.escrow_released += creator_amount
     refund = None
