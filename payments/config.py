@@ -38,6 +38,11 @@ class Config:
     platform_fee_rate: Decimal = Decimal("0.10")
     hold_days: int = 7
     max_tip_amount: int = 1_000_000
+    # Payouts: the smallest automatic payout per currency (minor units), and the reserve: a
+    # share of each credit held for reserve_days against refunds and disputes.
+    payout_minimums: Mapping[str, int] = field(default_factory=dict)
+    reserve_rate: Decimal = Decimal("0")
+    reserve_days: int = 30
     # Who bears Stripe's fee on a deal's funding payment: "platform" (its processor_fees
     # expense) or "creator" (taken from each milestone's release, pro rata).
     deal_fee_bearer: str = "platform"
@@ -135,6 +140,27 @@ def _deal_fee_bearer(env: Mapping[str, str]) -> str:
     return raw
 
 
+# The payout minimum of a currency not in CREATORPAY_PAYOUT_MINIMUMS: this many times Stripe's
+# minimum charge (usd 50 -> 1000, i.e. USD 10.00).
+PAYOUT_MINIMUM_DEFAULT = 20
+
+
+def _payout_minimums(env: Mapping[str, str]) -> dict[str, int]:
+    """``CREATORPAY_PAYOUT_MINIMUMS="usd=1000,jpy=1000"``: minor units per currency."""
+    from payments.money import CURRENCIES
+
+    table = {code: c.min_charge * PAYOUT_MINIMUM_DEFAULT for code, c in CURRENCIES.items()}
+    raw = env.get(PREFIX + "PAYOUT_MINIMUMS") or ""
+    for part in (p.strip() for p in raw.split(",") if p.strip()):
+        code, _, value = part.partition("=")
+        code = code.strip().lower()
+        if code not in CURRENCIES or not value.strip().isdigit() or int(value) < 1:
+            raise ConfigError(
+                f"{PREFIX}PAYOUT_MINIMUMS: {part!r} is not <currency>=<positive minor units>")
+        table[code] = int(value)
+    return table
+
+
 def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     """Build the configuration from ``env`` (default: ``os.environ``) plus explicit overrides."""
     env = os.environ if env is None else env
@@ -171,6 +197,15 @@ def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Confi
     if not Decimal(0) <= rate < Decimal(1):
         raise ConfigError(f"{PREFIX}PLATFORM_FEE_RATE={raw_rate} must be in [0, 1)")
 
+    payout_minimums = _payout_minimums(env)
+    raw_reserve = env.get(PREFIX + "RESERVE_RATE") or "0"
+    try:
+        reserve_rate = Decimal(raw_reserve)
+    except InvalidOperation:
+        raise ConfigError(f"{PREFIX}RESERVE_RATE={raw_reserve!r} is not a decimal") from None
+    if not Decimal(0) <= reserve_rate < Decimal(1):
+        raise ConfigError(f"{PREFIX}RESERVE_RATE={raw_reserve} must be in [0, 1)")
+
     clock_url = env.get(PREFIX + "CLOCK_URL") or None
     if clock_url is None and api_base is not None and env.get(PREFIX + "SANDBOX_CLOCK", "1") != "0":
         host = urlparse(api_base).hostname or ""
@@ -189,6 +224,9 @@ def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Confi
         platform_fee_rate=rate,
         hold_days=_int(env, "HOLD_DAYS", 7, 0, 365),
         max_tip_amount=_int(env, "MAX_TIP_AMOUNT", 1_000_000, 1, 10**12),
+        payout_minimums=payout_minimums,
+        reserve_rate=reserve_rate,
+        reserve_days=_int(env, "RESERVE_DAYS", 30, 0, 365),
         deal_fee_bearer=_deal_fee_bearer(env),
         tip_velocity_per_fan=_velocity(env, "TIP_VELOCITY_PER_FAN", (30, 3600)),
         tip_velocity_per_card=_velocity(env, "TIP_VELOCITY_PER_CARD", (30, 3600)),

@@ -31,6 +31,9 @@ DOMAINS: tuple[str, ...] = (
     "payments.tips",
     "payments.subscriptions",
     "payments.deals",
+    "payments.payouts",
+    "payments.statements",
+    "payments.reconciliation",
     "webhooks",
 )
 

@@ -39,6 +39,12 @@ class StripeSource(Protocol):
 
     def retrieve_charge(self, charge_id: str) -> dict[str, Any]: ...
 
+    def retrieve_account(self, account_id: str) -> dict[str, Any]: ...
+
+    def payout_transactions(self, payout_id: str, account: str) -> list[dict[str, Any]]:
+        """The balance transactions a connected account's payout carried."""
+        ...
+
     def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]: ...
 
     def invoice_charge(self, invoice_id: str) -> dict[str, Any]:
@@ -56,6 +62,8 @@ class EventContext:
     loaded: dict[str, Any] = field(default_factory=dict)
     # The ``created`` of the event being handled (Stripe's time), to tell stale state.
     event_created: int = 0
+    # The connected account an event is about (its top-level ``account``), if any.
+    event_account: str | None = None
 
     def add(self, specs: Iterable[JournalSpec]) -> None:
         self.journals.extend(specs)

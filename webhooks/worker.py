@@ -128,6 +128,13 @@ class StripeReader:
     def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
         return self.gateway.retrieve_charge(charge_id)
 
+    def retrieve_account(self, account_id: str) -> dict[str, Any]:
+        return self.gateway.retrieve_account(account_id)
+
+    def payout_transactions(self, payout_id: str, account: str) -> list[dict[str, Any]]:
+        return list(self.gateway.iter_balance_transactions(payout=payout_id,
+                                                           stripe_account=account))
+
     def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         return self.gateway.retrieve_subscription(subscription_id)
 
@@ -243,6 +250,9 @@ class _Batch:
         """Every target's handler for one event; ``before_reading`` is posted first when a
         handler reads ledger balances."""
         ctx.event_created = row.stripe_created
+        # A connected account's event names the account (its payouts, its account.updated).
+        account = row.payload.get("account") if isinstance(row.payload, dict) else None
+        ctx.event_account = account if isinstance(account, str) else None
         for target in self.table.targets(row.type, obj):
             if target.route.reads_ledger and before_reading:
                 _post(session, before_reading)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, String
+from sqlalchemy import JSON, BigInteger, Boolean, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from payments.clock import now_ts
@@ -36,6 +36,12 @@ class Creator(Base):
     # to fans).
     tips_blocked_reason: Mapped[str | None] = mapped_column(String(200))
     tips_blocked_at: Mapped[int | None] = mapped_column(BigInteger)
+    # Payouts (payments.payouts): how often automatic payouts run (daily, weekly, monthly,
+    # manual), and whether the connected account can take them (from ``account.updated``).
+    payout_schedule: Mapped[str] = mapped_column(String(10), default="weekly",
+                                                 server_default="weekly")
+    payouts_enabled: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                  server_default=false())
     created: Mapped[int] = mapped_column(BigInteger, default=now_ts)
 
 

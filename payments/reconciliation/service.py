@@ -1,0 +1,281 @@
+"""The day's ledger against Stripe: balance transactions, transfers, clearing accounts.
+
+Per currency, the net of Stripe's balance transactions created that day (UTC) must equal the
+movements of the ledger's ``stripe_balance`` for journals effective that day (a journal's
+effective time is its Stripe object's). Each side is resolved to Stripe objects, so a
+difference names both sides' ids:
+
+* a tip's journals (``tip:{tip}`` and its ``:processor_fee``) are its charge's (``ch_``);
+  ``tip_refund:{re}`` the refund's; ``tip_dispute:{dp}:{txn}`` that balance transaction's;
+  ``payout:{po}`` its transfer's (``tr_``), ``payout_return:{po}`` its reversal's (``trr_``);
+  any other journal whose source id is a Stripe id, that object's;
+* what is left on either side is paired by amount (same currency), else listed.
+
+Our payouts are checked against Stripe's transfers of the day, and the clearing accounts:
+``refunds_and_disputes`` must be zero, ``payouts_in_transit`` must hold exactly the payouts
+still on their way. The service takes the gateway as an argument (it never imports Stripe).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from datetime import date
+from typing import Any, Protocol
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from payments.clock import now_ts
+from payments.db import insert_ignoring_conflicts
+from payments.ids import PREFIXES, public_id
+from payments.ledger import service as ledger
+from payments.reconciliation.models import ReconciliationReport
+
+STRIPE_PREFIXES = ("ch_", "py_", "re_", "dp_", "du_", "tr_", "trr_", "txn_", "in_", "pi_")
+
+
+class BalanceTransactions(Protocol):
+    def iter_balance_transactions(self, **filters: Any) -> Any: ...
+
+
+def parse_day(day: str) -> tuple[int, int]:
+    """``YYYY-MM-DD`` -> [start, end) unix seconds (UTC)."""
+    try:
+        d = date.fromisoformat(day)
+    except (TypeError, ValueError):
+        raise ValueError(f"{day!r} is not a date (YYYY-MM-DD)") from None
+    if len(day) != 10:
+        raise ValueError(f"{day!r} is not a date (YYYY-MM-DD)")
+    start = calendar.timegm((d.year, d.month, d.day, 0, 0, 0))
+    return start, start + 86400
+
+
+def _base_key(key: str) -> str:
+    for suffix in (":processor_fee", ":platform_fee"):
+        if key.endswith(suffix):
+            return key[: -len(suffix)]
+    return key
+
+
+def _ledger_side(session: Session, start: int, end: int) -> list[dict[str, Any]]:
+    rows = session.connection().execute(text(
+        "SELECT j.id, j.key, j.kind, j.source_type, j.source_id, a.currency, SUM(e.amount) "
+        "FROM ledger_journals j JOIN ledger_entries e ON e.journal_id = j.id "
+        "JOIN ledger_accounts a ON a.id = e.account_id "
+        "WHERE a.owner_kind = 'platform' AND a.purpose = 'stripe_balance' "
+        "AND j.effective_at >= :s AND j.effective_at < :e "
+        "GROUP BY j.id, j.key, j.kind, j.source_type, j.source_id, a.currency ORDER BY j.id"),
+        {"s": start, "e": end}).all()
+    return [{"journal": int(r[0]), "key": r[1], "kind": r[2], "source_type": r[3],
+             "source_id": r[4], "currency": r[5], "amount": int(r[6])} for r in rows]
+
+
+def _resolve(session: Session, journals: list[dict[str, Any]]) -> None:
+    """Set each journal's ``object``: the Stripe id it answers to (or None)."""
+    from payments.payouts.models import Payout
+    from payments.tips.models import Tip
+
+    tip_ids = {j["key"].split(":", 1)[1] for j in journals
+               if _base_key(j["key"]).startswith("tip:")}
+    tips: dict[str, str | None] = {}
+    if tip_ids:
+        for pid, charge in session.execute(select(Tip.public_id, Tip.charge_id).where(
+                Tip.public_id.in_(sorted(tip_ids)))):
+            tips[pid] = charge
+    po_ids = {j["key"].split(":", 1)[1] for j in journals
+              if j["key"].startswith(("payout:", "payout_return:"))}
+    payouts: dict[str, tuple[str | None, str | None]] = {}
+    if po_ids:
+        for pid, tr, trr in session.execute(select(
+                Payout.public_id, Payout.transfer_id, Payout.reversal_id).where(
+                Payout.public_id.in_(sorted(po_ids)))):
+            payouts[pid] = (tr, trr)
+    for j in journals:
+        base = _base_key(j["key"])
+        head, _, rest = base.partition(":")
+        obj: str | None = None
+        if head == "tip":
+            obj = tips.get(rest)
+        elif head == "tip_refund":
+            obj = rest
+        elif head == "tip_dispute":
+            obj = rest.split(":")[-1]
+        elif head == "payout":
+            obj = payouts.get(rest, (None, None))[0]
+        elif head == "payout_return":
+            obj = payouts.get(rest, (None, None))[1]
+        elif isinstance(j["source_id"], str) and j["source_id"].startswith(STRIPE_PREFIXES):
+            obj = j["source_id"]
+        j["object"] = obj
+
+
+def _journal_ids(ids: list[int]) -> list[str]:
+    return [public_id(PREFIXES["journal"], i) for i in ids]
+
+
+def _txn_view(t: dict[str, Any]) -> dict[str, Any]:
+    return {"balance_transaction": t["id"], "source": t.get("source"), "type": t.get("type"),
+            "amount": t["amount"], "fee": t.get("fee", 0), "net": t["net"],
+            "currency": t["currency"], "created": t.get("created")}
+
+
+def reconcile(session: Session, gateway: BalanceTransactions, day: str, *,
+              store: bool = False) -> dict[str, Any]:
+    start, end = parse_day(day)
+    txns = [t for t in gateway.iter_balance_transactions(created_gte=start, created_lt=end)
+            if start <= int(t.get("created", start)) < end]
+    journals = _ledger_side(session, start, end)
+    _resolve(session, journals)
+
+    # Ledger side by Stripe object (and currency).
+    by_obj: dict[tuple[str, str], dict[str, Any]] = {}
+    unresolved: dict[tuple[str, str], dict[str, Any]] = {}
+    for j in journals:
+        if j["object"]:
+            slot = by_obj.setdefault((j["object"], j["currency"]),
+                                     {"amount": 0, "journals": [], "keys": []})
+        else:
+            slot = unresolved.setdefault((_base_key(j["key"]), j["currency"]),
+                                         {"amount": 0, "journals": [], "keys": []})
+        slot["amount"] += j["amount"]
+        slot["journals"].append(j["journal"])
+        slot["keys"].append(j["key"])
+
+    # Stripe side: each transaction under its own id when the ledger names it, else its
+    # source's.
+    stripe_by_obj: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for t in txns:
+        key = (t["id"], t["currency"])
+        if key not in by_obj:
+            key = (str(t.get("source") or t["id"]), t["currency"])
+        stripe_by_obj[key].append(t)
+
+    differences: list[dict[str, Any]] = []
+    leftover_stripe: list[tuple[tuple[str, str], list[dict[str, Any]]]] = []
+    for key, ts in sorted(stripe_by_obj.items()):
+        net = sum(int(t["net"]) for t in ts)
+        ours = by_obj.pop(key, None)
+        if ours is None:
+            leftover_stripe.append((key, ts))
+        elif ours["amount"] != net:
+            differences.append({
+                "problem": "amount_differs", "object": key[0], "currency": key[1],
+                "stripe": {"net": net, "balance_transactions": [_txn_view(t) for t in ts]},
+                "ledger": {"amount": ours["amount"], "journals": _journal_ids(ours["journals"]),
+                           "keys": ours["keys"]},
+                "difference": ours["amount"] - net})
+    # Pair what is left by amount: journals we cannot name a Stripe object for.
+    for key, ts in leftover_stripe:
+        net = sum(int(t["net"]) for t in ts)
+        match = next((k for k, v in unresolved.items()
+                      if k[1] == key[1] and v["amount"] == net), None)
+        if match is not None:
+            unresolved.pop(match)
+            continue
+        differences.append({
+            "problem": "missing_in_ledger", "object": key[0], "currency": key[1],
+            "stripe": {"net": net, "balance_transactions": [_txn_view(t) for t in ts]},
+            "ledger": None, "difference": -net})
+    for (obj, cur), ours in sorted({**by_obj, **unresolved}.items()):
+        differences.append({
+            "problem": "missing_in_stripe", "object": obj, "currency": cur, "stripe": None,
+            "ledger": {"amount": ours["amount"], "journals": _journal_ids(ours["journals"]),
+                       "keys": ours["keys"]},
+            "difference": ours["amount"]})
+
+    currencies: dict[str, dict[str, int]] = defaultdict(lambda: {"stripe_net": 0,
+                                                                 "ledger_net": 0})
+    for t in txns:
+        currencies[t["currency"]]["stripe_net"] += int(t["net"])
+    for j in journals:
+        currencies[j["currency"]]["ledger_net"] += j["amount"]
+
+    report = {
+        "object": "reconciliation", "date": day, "created": now_ts(),
+        "currencies": [{"currency": c, **v, "difference": v["ledger_net"] - v["stripe_net"]}
+                       for c, v in sorted(currencies.items())],
+        "differences": differences,
+        "payouts": _payouts_vs_transfers(session, txns, start, end),
+        "clearing": _clearing(session),
+        "balance_transactions": len(txns), "journals": len(journals),
+    }
+    report["clean"] = not (differences or report["payouts"] or report["clearing"])
+    if store:
+        _store(session, day, report)
+    return report
+
+
+def _payouts_vs_transfers(session: Session, txns: list[dict[str, Any]], start: int,
+                          end: int) -> list[dict[str, Any]]:
+    from payments.payouts.models import Payout
+
+    transfers = {str(t.get("source")): t for t in txns if t.get("type") == "transfer"}
+    problems: list[dict[str, Any]] = []
+    ours = session.scalars(select(Payout).where(
+        Payout.transfer_created >= start, Payout.transfer_created < end)).all()
+    seen: set[str] = set()
+    for p in ours:
+        t = transfers.get(p.transfer_id or "")
+        seen.add(p.transfer_id or "")
+        if t is None:
+            problems.append({"problem": "transfer_missing", "payout": p.public_id,
+                             "transfer": p.transfer_id, "amount": p.amount,
+                             "stripe_amount": None, "currency": p.currency})
+        elif -int(t["amount"]) != p.amount or t["currency"] != p.currency:
+            problems.append({"problem": "amount_differs", "payout": p.public_id,
+                             "transfer": p.transfer_id, "amount": p.amount,
+                             "stripe_amount": -int(t["amount"]), "currency": p.currency})
+    # Stripe's transfers that no payout of ours made (that day or any other).
+    unknown = [tid for tid in transfers if tid not in seen]
+    if unknown:
+        known = set(session.scalars(select(Payout.transfer_id).where(
+            Payout.transfer_id.in_(unknown))))
+        for tid in unknown:
+            if tid not in known:
+                t = transfers[tid]
+                problems.append({"problem": "payout_missing", "payout": None,
+                                 "transfer": tid, "amount": None,
+                                 "stripe_amount": -int(t["amount"]),
+                                 "currency": t["currency"]})
+    return problems
+
+
+def _clearing(session: Session) -> list[dict[str, Any]]:
+    """Clearing accounts that do not hold what they should."""
+    from payments.payouts.models import Payout
+
+    flagged: list[dict[str, Any]] = []
+    rows = session.connection().execute(text(
+        "SELECT id, purpose, currency FROM ledger_accounts WHERE owner_kind = 'platform' "
+        "AND purpose IN ('refunds_and_disputes', 'payouts_in_transit') ORDER BY id")).all()
+    in_flight: dict[str, int] = defaultdict(int)
+    for cur, amount in session.execute(select(Payout.currency, Payout.amount).where(
+            Payout.status.in_(("pending", "in_transit", "returning")))):
+        in_flight[cur] += int(amount)
+    for acc_id, purpose, cur in rows:
+        balance = ledger.account_balance(session, ledger.account_by_id(session, int(acc_id)))
+        expected = in_flight.get(cur, 0) if purpose == "payouts_in_transit" else 0
+        if balance != expected:
+            flagged.append({"account": purpose, "currency": cur, "balance": balance,
+                            "expected": expected})
+    return flagged
+
+
+def _store(session: Session, day: str, report: dict[str, Any]) -> None:
+    existing = session.scalar(select(ReconciliationReport).where(
+        ReconciliationReport.day == day))
+    if existing is None:
+        stmt = insert_ignoring_conflicts(session, ReconciliationReport.__table__, ["day"])
+        session.execute(stmt.values(day=day, clean=report["clean"], report=report,
+                                    created=now_ts()))
+        return
+    existing.clean = bool(report["clean"])
+    existing.report = report
+    existing.created = now_ts()
+    session.flush()
+
+
+def stored(session: Session, day: str) -> dict[str, Any] | None:
+    row = session.scalar(select(ReconciliationReport).where(ReconciliationReport.day == day))
+    return None if row is None else dict(row.report)

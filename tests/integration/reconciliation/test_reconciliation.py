@@ -1,0 +1,113 @@
+"""The daily reconciliation against a sandbox of our own (its balance transactions are only
+this test's): clean after real tips, a refund and a payout; then a charge the ledger never
+heard of and an amount that differs, each named with both sides' ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from payments.auth import issue_key
+from payments.config import Config
+from payments.db import session_scope
+from payments.ledger import service as ledger
+from payments.tips.models import Tip
+from tests.fixtures.live import LiveApp
+from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.services import sandbox_config, serve
+from tests.fixtures.workers import QUEUES, purge_queues, wait_for
+from tests.integration.payouts.helpers import connect, mature_now, tip
+from tests.integration.tips.test_flow import balances, new_creator
+
+
+@pytest.fixture
+def private_stack(committed_db: Config, private_sandbox: SandboxHandle, celery_app: Any,
+                  base_config: Config) -> Iterator[LiveApp]:
+    from celery.contrib.testing.worker import start_worker
+
+    import tasks
+
+    config = sandbox_config(committed_db, private_sandbox)
+    tasks.configure(config)
+    purge_queues(celery_app)
+    try:
+        with serve(config, private_sandbox) as served, start_worker(
+                celery_app, pool="threads", concurrency=2, perform_ping_check=False,
+                queues=QUEUES.split(","), shutdown_timeout=30, loglevel="WARNING"):
+            yield LiveApp(served.url, config, served.app, private_sandbox,
+                          served.endpoint_id or "")
+    finally:
+        tasks.configure(base_config)
+
+
+def report(live: LiveApp, key: str, day: str) -> dict[str, Any]:
+    r = live.call("GET", "/v1/admin/reconciliation", key, params={"date": day})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_clean_day_then_each_difference_named(private_stack: LiveApp) -> None:
+    live = private_stack
+    with session_scope() as s:
+        admin = issue_key(s, "admin", None, label="test")
+    day = datetime.fromtimestamp(live.sandbox.now(), UTC).strftime("%Y-%m-%d")
+    creator = new_creator(live)
+    key = creator["api_key"]
+    t1 = tip(live, creator, 5000)
+    t2 = tip(live, creator, 3000)
+    wait_for(lambda: live.call("GET", f"/v1/tips/{t2['id']}", key).json()["status"]
+             == "succeeded", timeout=30)
+    assert live.call("POST", f"/v1/tips/{t2['id']}/refund", key,
+                     json={"amount": 1000}).status_code == 200
+    wait_for(lambda: any(line["kind"] == "refund" for line in live.call(
+        "GET", "/v1/creators/me/ledger", key).json()["data"]), timeout=30)
+    mature_now(creator, live)
+    connect(live, creator)
+    po = live.call("POST", "/v1/creators/me/payouts", key, json={"currency": "usd"}).json()
+    assert po["status"] == "in_transit"
+    assert balances(live, key)["usd"]["in_transit"] == po["amount"]
+
+    clean = report(live, admin, day)
+    assert clean["clean"], clean
+    assert clean["differences"] == [] and clean["payouts"] == [] and clean["clearing"] == []
+    assert clean["balance_transactions"] == 4  # two charges, a refund, a transfer
+    assert all(c["difference"] == 0 for c in clean["currencies"])
+
+    # A charge made in Stripe that the ledger never heard of.
+    status, intent = live.sandbox.api("POST", "/v1/payment_intents", {
+        "amount": 2500, "currency": "usd", "payment_method": "pm_card_visa",
+        "confirm": "true"})
+    assert status == 200, intent
+    charge_id = intent["latest_charge"]
+    # And a journal whose Stripe side says otherwise: 7 more than the charge's net.
+    with session_scope() as s:
+        t1_charge = s.scalar(select(Tip.charge_id).where(Tip.public_id == t1["id"]))
+        assert t1_charge
+        ledger.post(s, "test:skew", "adjustment", [
+            ledger.debit(ledger.platform_account("stripe_balance", "usd"), 7),
+            ledger.credit(ledger.platform_account("platform_revenue", "usd"), 7)],
+            source=("charge", t1_charge), effective_at=live.sandbox.now())
+    found = report(live, admin, day)
+    assert not found["clean"]
+    by_problem = {d["problem"]: d for d in found["differences"]}
+    assert set(by_problem) == {"missing_in_ledger", "amount_differs"}
+    missing = by_problem["missing_in_ledger"]
+    assert missing["object"] == charge_id and missing["ledger"] is None
+    assert missing["stripe"]["balance_transactions"][0]["source"] == charge_id
+    assert missing["stripe"]["balance_transactions"][0]["amount"] == 2500
+    differs = by_problem["amount_differs"]
+    assert differs["object"] == t1_charge and differs["difference"] == 7
+    assert differs["stripe"]["balance_transactions"][0]["balance_transaction"].startswith("txn_")
+    assert "test:skew" in differs["ledger"]["keys"]
+    assert all(j.startswith("jr_") for j in differs["ledger"]["journals"])
+
+    # The contract's checks: admin only, a date.
+    assert live.call("GET", "/v1/admin/reconciliation", key,
+                     params={"date": day}).status_code == 403
+    assert live.call("GET", "/v1/admin/reconciliation", admin,
+                     params={"date": "2026-02-30"}).status_code == 400
+    assert live.call("GET", "/v1/admin/reconciliation", admin).status_code == 400
