@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from payments.accounts.models import Creator
@@ -132,6 +132,40 @@ def _params(accs: list[int], window: dict[str, int]) -> dict[str, Any]:
     return {"accs": accs or [-1], **window}
 
 
+# Journals are posted at or after their Stripe object's time, give or take clock skew.
+POSTING_SKEW = 86400
+
+
+def scan_floor(session: Session, accs: list[int], start: int) -> int:
+    """An entry id below every line effective at or after ``start``: a binary search (by
+    index probes) for the creator's first entry posted after ``start - POSTING_SKEW``.
+
+    Entry ids follow posting order, and posting follows the effective time; so the months
+    are found without an index on times, whatever the length of the history.
+    """
+    if not accs:
+        return 0
+    conn = session.connection()
+    probe = text(
+        "SELECT e.id, j.created FROM ledger_entries e JOIN ledger_journals j "
+        "ON j.id = e.journal_id WHERE e.account_id IN :accs AND e.id >= :x "
+        "ORDER BY e.id LIMIT 1").bindparams(bindparam("accs", expanding=True))
+    cutoff = start - POSTING_SKEW
+    lo, hi = 0, int(session.scalar(select(func.max(LedgerAccount.last_entry_id)).where(
+        LedgerAccount.id.in_(accs))) or 0)
+    # Invariant: every entry with id <= lo was posted before the cutoff.
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        row = conn.execute(probe, {"accs": accs, "x": mid}).first()
+        if row is None or int(row[1]) >= cutoff:
+            hi = mid - 1
+        else:
+            lo = int(row[0])
+            if lo >= hi:
+                break
+    return lo
+
+
 def _figures(session: Session, accs: list[int], window: dict[str, int]) -> dict[str, int]:
     rows = session.connection().execute(text(
         f"SELECT {MONTH_CATEGORY_SQL} AS cat, COALESCE(SUM(e.amount), 0), COUNT(*) "  # noqa: S608 - constants only
@@ -158,6 +192,7 @@ def _opening(session: Session, accs: list[int], final: dict[str, Statement],
     if not accs:
         return 0
     window = _window(final, period)
+    window["lo"] = max(window["lo"], scan_floor(session, accs, window["start"]))
     # One statement, one snapshot: the balance now, less what belongs to this month or later.
     row = session.connection().execute(text(
         "SELECT (SELECT COALESCE(SUM(balance), 0) FROM ledger_accounts WHERE id IN :accs), "
@@ -175,6 +210,7 @@ def compute(session: Session, creator_id: int, currency: str, period: str,
     final = finals(session, creator_id, currency) if final is None else final
     accs = balance_accounts(session, creator_id, currency)
     window = _window(final, period)
+    window["lo"] = max(window["lo"], scan_floor(session, accs, window["start"]))
     figures = _figures(session, accs, window) if accs else {**dict.fromkeys(FIGURES, 0),
                                                            "_lines": 0}
     count = figures.pop("_lines")
@@ -192,6 +228,7 @@ def lines(session: Session, creator_id: int, currency: str, period: str, *,
     if not accs:
         return
     window = _window(final, period)
+    window["lo"] = max(window["lo"], scan_floor(session, accs, window["start"]))
     purposes = dict(session.execute(select(LedgerAccount.id, LedgerAccount.purpose).where(
         LedgerAccount.id.in_(accs))).tuples().all())
     sql = (f"SELECT e.id, e.journal_id, e.amount, j.kind, {MONTH_CATEGORY_SQL}, "  # noqa: S608 - constants only
@@ -201,8 +238,9 @@ def lines(session: Session, creator_id: int, currency: str, period: str, *,
     params = _params(accs, window)
     if limit:
         params["n"] = limit
-    result = session.connection().execution_options(stream_results=True).execute(
-        text(sql).bindparams(bindparam("accs", expanding=True)), params)
+    result = session.connection().execute(
+        text(sql).bindparams(bindparam("accs", expanding=True))
+        .execution_options(stream_results=limit is None), params)
     for r in result:
         yield {
             "id": public_id(PREFIXES["entry"], int(r[0])),

@@ -137,3 +137,26 @@ def test_manual_payout_and_failure(gateway: Gateway, sandbox: SandboxHandle,
     bal = gateway.retrieve_balance(stripe_account=acct["id"])
     assert bal["available"][0]["amount"] == 30_000
     webhook_receiver.wait_types(po["id"], "payout.created", "payout.failed")
+
+
+def test_a_payout_names_the_transfers_it_carried(gateway: Gateway, sandbox: SandboxHandle) -> None:
+    """What payouts rely on: the connected account's payout lists, among its balance
+    transactions, the ``payment`` of each transfer (source = ``destination_payment``)."""
+    acct = creator(gateway, sandbox)
+    sandbox.fund(50_000, "usd")
+    transfers = [gateway.create_transfer(amount=amount, currency="usd", destination=acct["id"],
+                                         idempotency_key=k(), metadata={"creatorpay_kind": "payout"})
+                 for amount in (1500, 2500)]
+    assert all(t["destination_payment"].startswith("py_") for t in transfers)
+    assert all(t["balance_transaction"].startswith("txn_") for t in transfers)
+    platform_txn = gateway.retrieve_balance_transaction(transfers[0]["balance_transaction"])
+    assert platform_txn["type"] == "transfer" and platform_txn["net"] == -1500
+    assert platform_txn["source"] == transfers[0]["id"]
+    sandbox.advance(DAY + 60)
+    status, payouts = sandbox.api("GET", "/v1/payouts", stripe_account=acct["id"])
+    assert status == 200
+    [po] = payouts["data"]
+    txns = gateway.list_balance_transactions(payout=po["id"], stripe_account=acct["id"])
+    sources = {t["source"] for t in txns["data"] if t["type"] == "payment"}
+    assert sources == {t["destination_payment"] for t in transfers}
+    assert po["amount"] == 4000
