@@ -731,6 +731,19 @@ class SubscriptionsMixin(PaymentsMixin, ProductsMixin):
         inv = p_str(p, "invoice")
         payment = p.get("payment") if isinstance(p.get("payment"), dict) else {}
         pi = payment.get("payment_intent") if isinstance(payment, dict) else None
+        if inv is not None and pi is None and not p.get("starting_after") \
+                and not p.get("ending_before") and not p.get("created"):
+            # One invoice's payments (what a webhook handler asks per paid invoice): from the
+            # invoice's own list, not a scan of every payment.
+            limit = p_int(p, "limit")
+            limit = 10 if limit is None else limit
+            if not 1 <= limit <= 100:
+                raise invalid("This value must be between 1 and 100.", "limit")
+            ids = self.internal.get(inv, {}).get("payments", [])
+            found = [self.objects[i] for i in reversed(ids)
+                     if self.owner.get(i) == ctx.account]
+            return {"object": "list", "data": found[:limit], "has_more": len(found) > limit,
+                    "url": "/v1/invoice_payments"}
         return self._list(
             "invoice_payment", p, "/v1/invoice_payments",
             lambda o: (inv is None or o["invoice"] == inv)

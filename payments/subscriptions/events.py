@@ -10,6 +10,7 @@ handling ``invoice.*`` sees them; only this one does.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -37,23 +38,40 @@ def _public_id(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def lock_subscriptions(session: Session, objects: list[dict[str, Any]]
-                       ) -> dict[str, Subscription]:
-    """Lock the batch's subscriptions (named by their objects) with one query, in id order."""
+@dataclass
+class Loaded:
+    """A batch's subscriptions (by public id) and invoices (by Stripe id), locked."""
+
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    invoices: dict[str, SubscriptionInvoice] = field(default_factory=dict)
+
+
+def prepare(session: Session, objects: list[dict[str, Any]]) -> Loaded:
+    """Lock the batch's subscriptions (named by their objects), then its invoices we have,
+    one query each, in id order."""
     ids = sorted({p for p in (_public_id(o) for o in objects) if p})
+    loaded = Loaded()
     if not ids:
-        return {}
+        return loaded
     stmt = (select(Subscription).where(one_of(session, Subscription.public_id, ids))
             .order_by(Subscription.id))
-    return {s.public_id: s for s in session.scalars(for_update(session, stmt))}
+    loaded.subscriptions = {s.public_id: s for s in session.scalars(for_update(session, stmt))}
+    loaded.invoices = service.lock_invoices(
+        session, [str(o["id"]) for o in objects if o.get("object") == "invoice" and o.get("id")])
+    return loaded
+
+
+def _loaded(ctx: EventContext) -> Loaded | None:
+    found = ctx.loaded.get(DOMAIN)
+    return found if isinstance(found, Loaded) else None
 
 
 def _subscription(session: Session, obj: dict[str, Any], ctx: EventContext
                   ) -> Subscription | None:
     public = _public_id(obj)
-    locked: dict[str, Subscription] = ctx.loaded.get(DOMAIN) or {}
-    if public and public in locked:
-        return locked[public]
+    loaded = _loaded(ctx)
+    if public and loaded is not None and public in loaded.subscriptions:
+        return loaded.subscriptions[public]
     found = (service.find_invoice_subscription(session, obj) if obj.get("object") == "invoice"
              else service.find_subscription(session, obj))
     if found is None and public:
@@ -91,8 +109,10 @@ def on_invoice(session: Session, obj: dict[str, Any], ctx: EventContext) -> None
     sub = _subscription(session, obj, ctx)
     if sub is None:
         return
-    inv = service.record_invoice(session, sub, obj)
-    if _paid(obj) and not service.earning_posted(session, inv.stripe_invoice_id):
+    loaded = _loaded(ctx)
+    inv = service.record_invoice(session, sub, obj,
+                                 loaded.invoices if loaded is not None else None)
+    if _paid(obj) and not service.earning_posted(session, inv):
         ctx.add(_earning(session, sub, inv, ctx))
 
 
@@ -104,7 +124,7 @@ def on_refund(session: Session, refund: dict[str, Any], ctx: EventContext) -> No
         if kind_of(refund) == "subscription_refund":
             raise LookupError(f"invoice of refund {refund.get('id')} not found")
         return
-    if not service.earning_posted(session, inv.stripe_invoice_id):
+    if not service.earning_posted(session, inv):
         # The refund overtook the invoice's events: book the earning first, so the take-back
         # finds it pending whatever the delivery order.
         sub = session.get(Subscription, inv.subscription_id)
@@ -154,7 +174,7 @@ EVENTS = EventRoutes(
         "refund.updated": Route(on_refund, reads_ledger=True),
         "charge.refund.updated": Route(on_refund, reads_ledger=True),
     },
-    prepare=lock_subscriptions,
+    prepare=prepare,
     transaction_ids=transaction_ids,
     invoice_ids=invoice_ids,
 )

@@ -116,6 +116,8 @@ class SubscriptionInvoice(Base):
     charge_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     # The largest refunded total seen (never decreases).
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Its earning's journals are posted (set in the transaction that posts them).
+    booked: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[int] = mapped_column(BigInteger, default=now_ts)
     paid_at: Mapped[int | None] = mapped_column(BigInteger)
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from payments.accounts.models import Creator, Fan
 from payments.clock import now_ts
-from payments.db import for_update
+from payments.db import for_update, one_of
 from payments.errors import Conflict, InvalidRequest, InvalidTransition, NotFound
 from payments.events import expandable_id, stripe_int
 from payments.ledger import service as ledger
@@ -260,7 +260,6 @@ def apply_subscription(session: Session, sub: Subscription, obj: dict[str, Any],
         return False
     _write_state(session, sub, obj)
     sub.stripe_state_at = at
-    session.flush()
     return True
 
 
@@ -490,18 +489,36 @@ def find_invoice_subscription(session: Session, obj: dict[str, Any]) -> Subscrip
     return None
 
 
-def record_invoice(session: Session, sub: Subscription, obj: dict[str, Any]
-                   ) -> SubscriptionInvoice:
-    """Store or move forward our copy of an invoice (status only advances)."""
-    inv = session.scalar(for_update(session, select(SubscriptionInvoice).where(
-        SubscriptionInvoice.stripe_invoice_id == obj["id"])))
+def lock_invoices(session: Session, ids: list[str]) -> dict[str, SubscriptionInvoice]:
+    """Our copies of these invoices, locked, by Stripe id (one query)."""
+    if not ids:
+        return {}
+    stmt = (select(SubscriptionInvoice)
+            .where(one_of(session, SubscriptionInvoice.stripe_invoice_id, sorted(set(ids))))
+            .order_by(SubscriptionInvoice.id))
+    return {i.stripe_invoice_id: i for i in session.scalars(for_update(session, stmt))}
+
+
+def record_invoice(session: Session, sub: Subscription, obj: dict[str, Any],
+                   known: dict[str, SubscriptionInvoice] | None = None) -> SubscriptionInvoice:
+    """Store or move forward our copy of an invoice (status only advances).
+
+    ``known`` holds the batch's invoices already loaded (and locked); a new one joins it.
+    """
+    if known is not None and obj["id"] in known:
+        inv: SubscriptionInvoice | None = known[obj["id"]]
+    else:
+        inv = session.scalar(for_update(session, select(SubscriptionInvoice).where(
+            SubscriptionInvoice.stripe_invoice_id == obj["id"])))
     if inv is None:
         inv = SubscriptionInvoice(
             stripe_invoice_id=obj["id"], subscription_id=sub.id, creator_id=sub.creator_id,
             currency=obj.get("currency") or sub.currency, status="draft", amount_refunded=0,
-            attempt_count=0, total=0, amount_due=0, amount_paid=0,
+            attempt_count=0, total=0, amount_due=0, amount_paid=0, booked=False,
             created=int(obj.get("created") or now_ts()))
         session.add(inv)
+    if known is not None:
+        known[obj["id"]] = inv
     status = obj.get("status") or "draft"
     if INVOICE_RANK.get(status, 0) >= INVOICE_RANK.get(inv.status, 0) and inv.status != "paid":
         inv.status = status
@@ -514,7 +531,6 @@ def record_invoice(session: Session, sub: Subscription, obj: dict[str, Any]
     transitions = obj.get("status_transitions") or {}
     if isinstance(transitions, dict) and transitions.get("paid_at"):
         inv.paid_at = int(transitions["paid_at"])
-    session.flush()
     return inv
 
 
@@ -540,8 +556,9 @@ def earning_key(invoice_id: str) -> str:
     return f"invoice:{invoice_id}"
 
 
-def earning_posted(session: Session, invoice_id: str) -> bool:
-    return ledger.journal_by_key(session, earning_key(invoice_id)) is not None
+def earning_posted(session: Session, inv: SubscriptionInvoice) -> bool:
+    return inv.booked or ledger.journal_by_key(
+        session, earning_key(inv.stripe_invoice_id)) is not None
 
 
 def _check_currency(inv: SubscriptionInvoice, txn: dict[str, Any]) -> None:
@@ -556,6 +573,7 @@ def invoice_paid(session: Session, sub: Subscription, inv: SubscriptionInvoice,
     """A paid invoice's journals: gross to the creator's pending, Stripe's fee and the
     platform's as their own journals, keyed by the invoice (for ``post_many``)."""
     _check_currency(inv, txn)
+    inv.booked = True
     inv.charge_id = inv.charge_id or charge["id"]
     inv.payment_intent_id = inv.payment_intent_id or expandable_id(charge.get("payment_intent"))
     inv.amount_refunded = max(inv.amount_refunded,

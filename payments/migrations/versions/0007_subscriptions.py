@@ -105,6 +105,7 @@ def upgrade() -> None:
     sa.Column('payment_intent_id', sa.String(length=255), nullable=True),
     sa.Column('charge_id', sa.String(length=255), nullable=True),
     sa.Column('amount_refunded', sa.BigInteger(), nullable=False),
+    sa.Column('booked', sa.Boolean(), nullable=False),
     sa.Column('created', sa.BigInteger(), nullable=False),
     sa.Column('paid_at', sa.BigInteger(), nullable=True),
     sa.ForeignKeyConstraint(['creator_id'], ['creators.id'], name=op.f('fk_subscription_invoices_creator_id_creators')),
