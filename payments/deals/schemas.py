@@ -34,21 +34,21 @@ class DealFundSchema(StrictSchema):
         metadata={"description": "A Stripe payment method (pm_card_visa ...): confirm now"})
 
 
-class ReasonSchema(StrictSchema):
+class DealReasonSchema(StrictSchema):
     reason = fields.String(validate=validate.Length(1, 500), allow_none=True)
 
 
-class SubmitSchema(StrictSchema):
+class MilestoneSubmitSchema(StrictSchema):
     proof_url = fields.Url(required=True, schemes={"http", "https"},
                            validate=validate.Length(1, 2000))
     note = fields.String(validate=validate.Length(1, 2000), allow_none=True)
 
 
-class ChangesSchema(StrictSchema):
+class MilestoneChangesSchema(StrictSchema):
     note = fields.String(required=True, validate=validate.Length(1, 2000))
 
 
-class ResolveSchema(StrictSchema):
+class DealResolveSchema(StrictSchema):
     creator_amount = Amount(required=True, allow_zero=True)
     brand_refund_amount = Amount(required=True, allow_zero=True)
 
@@ -57,7 +57,7 @@ class DealListQuerySchema(ListQuerySchema):
     status = fields.String(validate=validate.OneOf(DEAL_STATUSES))
 
 
-class EscrowSchema(Schema):
+class DealEscrowSchema(Schema):
     funded = fields.Integer()
     released = fields.Integer()
     refunded = fields.Integer()
@@ -88,7 +88,7 @@ class MilestoneSchema(Schema):
     creator_amount = fields.Integer(allow_none=True)
 
 
-class ProcessorFeeSchema(Schema):
+class DealProcessorFeeSchema(Schema):
     bearer = fields.String(metadata={"description": "platform or creator"})
     amount = fields.Integer(allow_none=True)
 
@@ -102,7 +102,7 @@ class DealDisputeSchema(Schema):
     stripe_amount = fields.Integer(allow_none=True)
 
 
-class ResolutionSchema(Schema):
+class DealResolutionSchema(Schema):
     creator_amount = fields.Integer()
     brand_refund_amount = fields.Integer()
 
@@ -116,17 +116,17 @@ class DealRefundSchema(Schema):
     created = fields.Integer()
 
 
-class ActorSchema(Schema):
+class DealActorSchema(Schema):
     role = fields.String()
     id = fields.String(allow_none=True)
 
 
-class TransitionSchema(Schema):
+class DealTransitionSchema(Schema):
     action = fields.String()
     milestone = fields.String(allow_none=True)
     from_ = fields.String(allow_none=True, attribute="from", data_key="from")
     to = fields.String(allow_none=True)
-    actor = fields.Nested(ActorSchema)
+    actor = fields.Nested(DealActorSchema)
     note = fields.String(allow_none=True)
     created = fields.Integer()
 
@@ -145,8 +145,8 @@ class DealSchema(Schema):
     review_days = fields.Integer()
     status = fields.String(metadata={"description": ", ".join(DEAL_STATUSES)})
     milestones = fields.List(fields.Nested(MilestoneSchema))
-    escrow = fields.Nested(EscrowSchema)
-    processor_fee = fields.Nested(ProcessorFeeSchema)
+    escrow = fields.Nested(DealEscrowSchema)
+    processor_fee = fields.Nested(DealProcessorFeeSchema)
     platform_fee_rate = fields.String()
     payment_intent = fields.String(allow_none=True)
     payment_status = fields.String(allow_none=True)
@@ -155,9 +155,9 @@ class DealSchema(Schema):
     failure_code = fields.String(allow_none=True)
     failure_message = fields.String(allow_none=True)
     dispute = fields.Nested(DealDisputeSchema, allow_none=True)
-    resolution = fields.Nested(ResolutionSchema, allow_none=True)
+    resolution = fields.Nested(DealResolutionSchema, allow_none=True)
     refunds = fields.List(fields.Nested(DealRefundSchema))
-    history = fields.List(fields.Nested(TransitionSchema))
+    history = fields.List(fields.Nested(DealTransitionSchema))
     created = fields.Integer()
     accepted_at = fields.Integer(allow_none=True)
     funded_at = fields.Integer(allow_none=True)

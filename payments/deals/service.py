@@ -210,10 +210,14 @@ def lock_deal(session: Session, deal: Deal) -> Deal:
     return locked
 
 
-def _lock_milestone(session: Session, deal: Deal, ms: Milestone) -> Milestone:
-    for m in milestones_of(session, deal):
+def _lock_milestone(session: Session, deal: Deal,
+                    ms: Milestone) -> tuple[Deal, Milestone, list[Milestone]]:
+    """The deal locked and re-read, the milestone and all the deal's milestones, fresh."""
+    deal = lock_deal(session, deal)
+    milestones = milestones_of(session, deal)
+    for m in milestones:
         if m.id == ms.id:
-            return m
+            return deal, m, milestones
     raise NotFound("No such milestone in this deal.", code="milestone_not_found")
 
 
@@ -463,8 +467,7 @@ def _require_funded(deal: Deal, action: str) -> None:
 
 def submit(session: Session, deal: Deal, ms: Milestone, actor: Actor, proof_url: str,
            note: str | None) -> Deal:
-    deal = lock_deal(session, deal)
-    ms = _lock_milestone(session, deal, ms)
+    deal, ms, _ = _lock_milestone(session, deal, ms)
     _require_funded(deal, "submitted to")
     if ms.status not in ("pending", "changes_requested"):
         raise InvalidTransition(f"A {ms.status} milestone cannot be submitted.",
@@ -479,8 +482,7 @@ def submit(session: Session, deal: Deal, ms: Milestone, actor: Actor, proof_url:
 
 def request_changes(session: Session, deal: Deal, ms: Milestone, actor: Actor,
                     note: str) -> Deal:
-    deal = lock_deal(session, deal)
-    ms = _lock_milestone(session, deal, ms)
+    deal, ms, _ = _lock_milestone(session, deal, ms)
     _require_funded(deal, "reviewed")
     if ms.status != "submitted":
         raise InvalidTransition(f"Changes can be requested on a submitted milestone; this "
@@ -522,11 +524,14 @@ def _creator_journals(deal: Deal, key: str, amount: int, processor_fee: int,
     return specs, platform_fee, processor_fee
 
 
-def approve(session: Session, deal: Deal, ms: Milestone, actor: Actor, *,
-            auto: bool = False) -> Deal:
+def approve(session: Session, deal: Deal, ms: Milestone, actor: Actor) -> Deal:
     """Release a submitted milestone's amount from escrow to the creator (under the lock)."""
-    deal = lock_deal(session, deal)
-    ms = _lock_milestone(session, deal, ms)
+    deal, ms, milestones = _lock_milestone(session, deal, ms)
+    return _release(session, deal, ms, milestones, actor, auto=False)
+
+
+def _release(session: Session, deal: Deal, ms: Milestone, milestones: list[Milestone],
+             actor: Actor, *, auto: bool) -> Deal:
     _require_funded(deal, "approved")
     if ms.status != "submitted":
         raise InvalidTransition(f"Only a submitted milestone can be approved; this one is "
@@ -547,7 +552,7 @@ def approve(session: Session, deal: Deal, ms: Milestone, actor: Actor, *,
     deal.escrow_released += ms.amount
     _ms_move(session, deal, ms, "released", "auto_approved" if auto else "approved", actor,
              f"review period of {deal.review_days} days passed" if auto else None)
-    if all(m.status == "released" for m in milestones_of(session, deal)):
+    if all(m.status == "released" for m in milestones):
         deal.closed_at = now
         _move(session, deal, "completed", "completed", SYSTEM)
     session.flush()
@@ -571,12 +576,11 @@ def auto_approve(session: Session, milestone_id: int, now: int) -> bool:
         return False
     deal = session.get(Deal, ms.deal_id)
     assert deal is not None
-    deal = lock_deal(session, deal)
-    ms = _lock_milestone(session, deal, ms)
+    deal, ms, milestones = _lock_milestone(session, deal, ms)
     due = review_due_at(deal, ms)
     if deal.status != "funded" or due is None or due > now:
         return False  # answered, disputed or canceled meanwhile
-    approve(session, deal, ms, SYSTEM, auto=True)
+    _release(session, deal, ms, milestones, SYSTEM, auto=True)
     return True
 
 

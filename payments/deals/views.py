@@ -121,7 +121,7 @@ class DealDetail(MethodView):
 class DealAccept(MethodView):
     @require("creator")
     @with_deal
-    @blp.arguments(schemas.ReasonSchema)
+    @blp.arguments(schemas.DealReasonSchema)
     @blp.response(200, schemas.DealSchema)
     @blp.alt_response(404, description="No such deal, or not yours")
     @blp.alt_response(409, description="Not proposed (invalid_transition)")
@@ -136,7 +136,7 @@ class DealAccept(MethodView):
 class DealDecline(MethodView):
     @require("creator")
     @with_deal
-    @blp.arguments(schemas.ReasonSchema)
+    @blp.arguments(schemas.DealReasonSchema)
     @blp.response(200, schemas.DealSchema)
     @blp.alt_response(404, description="No such deal, or not yours")
     @blp.alt_response(409, description="Not proposed (invalid_transition)")
@@ -211,7 +211,7 @@ class DealFund(MethodView):
 class MilestoneSubmit(MethodView):
     @require("creator")
     @with_deal
-    @blp.arguments(schemas.SubmitSchema)
+    @blp.arguments(schemas.MilestoneSubmitSchema)
     @blp.response(200, schemas.DealSchema)
     @blp.alt_response(404, description="No such deal or milestone, or not yours")
     @blp.alt_response(409, description="Not submittable now (invalid_transition)")
@@ -228,7 +228,7 @@ class MilestoneSubmit(MethodView):
 class MilestoneRequestChanges(MethodView):
     @require("brand")
     @with_deal
-    @blp.arguments(schemas.ChangesSchema)
+    @blp.arguments(schemas.MilestoneChangesSchema)
     @blp.response(200, schemas.DealSchema)
     @blp.alt_response(404, description="No such deal or milestone, or not yours")
     @blp.alt_response(409, description="Not submitted (invalid_transition)")
@@ -244,7 +244,7 @@ class MilestoneRequestChanges(MethodView):
 class MilestoneApprove(MethodView):
     @require("brand")
     @with_deal
-    @blp.arguments(schemas.ReasonSchema)
+    @blp.arguments(schemas.DealReasonSchema)
     @idempotent("deals.approve")
     @blp.response(200, schemas.DealSchema)
     @blp.alt_response(404, description="No such deal or milestone, or not yours")
@@ -261,7 +261,7 @@ class MilestoneApprove(MethodView):
 class DealCancel(MethodView):
     @require("brand", "creator")
     @with_deal
-    @blp.arguments(schemas.ReasonSchema)
+    @blp.arguments(schemas.DealReasonSchema)
     @idempotent("deals.cancel")
     @blp.response(200, schemas.DealSchema)
     @blp.alt_response(404, description="No such deal, or not yours")
@@ -301,7 +301,7 @@ class DealCancel(MethodView):
 class DealDispute(MethodView):
     @require("brand", "creator")
     @with_deal
-    @blp.arguments(schemas.ReasonSchema)
+    @blp.arguments(schemas.DealReasonSchema)
     @blp.response(200, schemas.DealSchema)
     @blp.alt_response(404, description="No such deal, or not yours")
     @blp.alt_response(409, description="Not funded (invalid_transition)")
@@ -317,7 +317,7 @@ class DealDispute(MethodView):
 class DealResolve(MethodView):
     @require("admin")
     @with_deal
-    @blp.arguments(schemas.ResolveSchema)
+    @blp.arguments(schemas.DealResolveSchema)
     @idempotent("deals.resolve")
     @blp.response(200, schemas.DealSchema)
     @blp.alt_response(404, description="No such deal")

@@ -15,14 +15,16 @@ from tests.fixtures.workers import QUEUES, purge_queues
 
 
 @pytest.fixture
-def deal_stack(committed_db: Config, private_sandbox: SandboxHandle, celery_app: Any,
+def deal_stack(request: pytest.FixtureRequest, committed_db: Config,
+               private_sandbox: SandboxHandle, celery_app: Any,
                base_config: Config) -> Iterator[LiveApp]:
+    """Config overrides may come as the fixture's (indirect) parameter."""
     from celery.contrib.testing.worker import start_worker
 
     import tasks
     from tests.fixtures.services import sandbox_config, serve
 
-    config = sandbox_config(committed_db, private_sandbox)
+    config = sandbox_config(committed_db, private_sandbox, **getattr(request, "param", {}))
     tasks.configure(config)
     purge_queues(celery_app)
     try:

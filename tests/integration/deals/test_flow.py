@@ -278,3 +278,57 @@ def test_declined_card_funds_nothing(deal_stack: LiveApp) -> None:
     assert deal["escrow"]["funded"] == 5_000
     time.sleep(0.2)
     assert_escrow_matches_ledger(deal)
+
+
+@pytest.mark.parametrize("deal_stack", [{"deal_fee_bearer": "creator"}], indirect=True)
+def test_stripe_fee_passed_on_to_the_creator(deal_stack: LiveApp) -> None:
+    """CREATORPAY_DEAL_FEE_BEARER=creator: each release takes its milestone's share of
+    Stripe's fee (allocate(), pro rata); the platform's processor_fees nets to zero."""
+    from payments.money import allocate
+
+    live = deal_stack
+    brand, creator = new_brand(live), new_creator(live)
+    bk, ck = brand["api_key"], creator["api_key"]
+    deal = funded_deal(live, brand, creator, 10_000, 20_001)
+    fee = stripe_fee(live, deal["payment_intent"])
+    assert deal["processor_fee"] == {"bearer": "creator", "amount": fee}
+    shares = allocate(fee, [10_000, 20_001])
+    assert [m["processor_fee"] for m in deal["milestones"]] == shares
+    for m in deal["milestones"]:
+        act(live, ck, path(deal, "milestones", m["id"], "submit"), {"proof_url": "https://x.com/a"})
+        deal = act(live, bk, path(deal, "milestones", m["id"], "approve"))
+    assert deal["status"] == "completed"
+    expected = net(10_000) - shares[0] + net(20_001) - shares[1]
+    assert [m["creator_amount"] for m in deal["milestones"]] == [
+        net(10_000) - shares[0], net(20_001) - shares[1]]
+    assert balances(live, ck)["usd"]["pending"] == expected
+    assert platform_balance("processor_fees", "usd") == 0
+    assert_escrow_matches_ledger(deal)
+    verify_ledger()
+
+
+def test_fund_with_the_same_idempotency_key_pays_once(deal_stack: LiveApp) -> None:
+    live = deal_stack
+    brand, creator = new_brand(live), new_creator(live)
+    bk, ck = brand["api_key"], creator["api_key"]
+    deal = act(live, bk, "/v1/deals", status=201, body={
+        "creator": creator["handle"], "title": "Once", "brief": "b", "currency": "eur",
+        "milestones": [{"title": "t", "platform": "youtube", "deliverable": "a video",
+                        "amount": 9_900, "due_date": "2027-03-01"}]})
+    act(live, ck, path(deal, "accept"))
+    headers = {"Idempotency-Key": "fund-" + deal["id"]}
+    first = live.call("POST", path(deal, "fund"), bk, json={"payment_method": "pm_card_visa"},
+                      headers=dict(headers))
+    again = live.call("POST", path(deal, "fund"), bk, json={"payment_method": "pm_card_visa"},
+                      headers=dict(headers))
+    assert first.status_code == again.status_code == 200
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json()
+    other = live.call("POST", path(deal, "fund"), bk, json={}, headers=dict(headers))
+    assert (other.status_code, other.json()["error"]["code"]) == (409, "idempotency_key_reused")
+    deal = wait_status(live, bk, deal["id"], "funded")
+    assert live.sandbox.count("payment_intent", {"deal_id": deal["id"]}) == 1
+    assert deal["escrow"]["funded"] == 9_900
+    # Paid: funding again is a state conflict.
+    act(live, bk, path(deal, "fund"), {"payment_method": "pm_card_visa"}, status=409)
+    assert_escrow_matches_ledger(deal)
