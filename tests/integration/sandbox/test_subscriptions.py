@@ -252,3 +252,22 @@ def test_zero_decimal_yearly(gateway: Gateway, sandbox: SandboxHandle) -> None:
     assert charge["balance_transaction"]["fee"] == 348 + 40
     assert period_end(sub) - sub["items"]["data"][0]["current_period_start"] in (365 * DAY,
                                                                                 366 * DAY)
+
+
+def test_one_invoices_payments_list_and_expand(gateway: Gateway, sandbox: SandboxHandle) -> None:
+    """``GET /v1/invoice_payments?invoice=`` answers that invoice's payments (newest first,
+    ``limit`` checked) and expands through to the paying charge."""
+    price = tier(gateway, 1200)
+    cus, pm = fan(gateway)
+    sub = gateway.create_subscription(customer=cus, price=price["id"], idempotency_key=k(),
+                                      default_payment_method=pm)
+    pays = gateway.list_invoice_payments(
+        sub["latest_invoice"], expand=["data.payment.payment_intent.latest_charge"])["data"]
+    assert len(pays) == 1 and pays[0]["invoice"] == sub["latest_invoice"]
+    charge = pays[0]["payment"]["payment_intent"]["latest_charge"]
+    assert charge["amount"] == 1200 and charge["balance_transaction"].startswith("txn_")
+    status, body = sandbox.api("GET", "/v1/invoice_payments",
+                               {"invoice": sub["latest_invoice"], "limit": 0})
+    assert status == 400 and body["error"]["param"] == "limit"
+    status, body = sandbox.api("GET", "/v1/invoice_payments", {"invoice": "in_missing"})
+    assert status == 200 and body["data"] == []

@@ -260,3 +260,24 @@ def test_refund_full_and_partial(subs_stack: LiveApp) -> None:
     owed = balances(live, creator["api_key"])["usd"]
     assert owed["pending"] + owed["available"] == net_of(2000, fee) - (2000 - 200)
     assert failed_events() == []
+
+
+def test_subscriber_and_fan_lists_page_by_cursor(subs_stack: LiveApp) -> None:
+    live = subs_stack
+    creator = new_creator(live)
+    tier = new_tier(live, creator, 800)
+    subs = [subscribe(live, new_fan(live, f"Fan {i}"), tier) for i in range(3)]
+    key = creator["api_key"]
+    first = live.call("GET", "/v1/creators/me/subscribers?limit=2", key).json()
+    assert [s["id"] for s in first["data"]] == [subs[2]["id"], subs[1]["id"]]
+    assert first["has_more"] is True
+    assert {s["status"] for s in first["data"]} == {"active"}
+    assert all(s["current_period_end"] and s["tier"] == tier["id"] for s in first["data"])
+    rest = live.call("GET", f"/v1/creators/me/subscribers?limit=2&starting_after="
+                            f"{first['data'][-1]['id']}", key).json()
+    assert [s["id"] for s in rest["data"]] == [subs[0]["id"]] and rest["has_more"] is False
+    assert live.call("GET", "/v1/creators/me/subscribers?status=canceled",
+                     key).json()["data"] == []
+    for bad in ("limit=0", "limit=101", "status=nope", "starting_after=sub_nope"):
+        r = live.call("GET", f"/v1/creators/me/subscribers?{bad}", key)
+        assert r.status_code in (400, 404), (bad, r.text)
