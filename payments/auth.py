@@ -65,6 +65,20 @@ def revoke_key(session: Session, key: str) -> bool:
     return True
 
 
+def rotate_key(session: Session, old_key: str, role: str | None = None) -> str | None:
+    """A new key with the old one's role, owner and label; the old one revoked at once.
+
+    None when ``old_key`` is unknown, already revoked, or not of ``role``. The caller commits
+    both together, so there is no moment with no valid key and none with two.
+    """
+    row = session.scalar(select(ApiKey).where(ApiKey.lookup == old_key[:LOOKUP_LEN]))
+    if (row is None or not hmac.compare_digest(row.digest, _digest(old_key))
+            or row.revoked_at is not None or (role is not None and row.role != role)):
+        return None
+    row.revoked_at = now_ts()
+    return issue_key(session, row.role, row.owner_id, label=row.label)
+
+
 def principal_for_key(session: Session, key: str) -> Principal:
     prefix = key.split("_", 1)[0]
     if prefix not in PREFIX_ROLE or len(key) < LOOKUP_LEN + 8:

@@ -80,6 +80,23 @@ def admin_revoke_key(key: str) -> None:
     click.echo("revoked")
 
 
+@admin.command("rotate-key")
+@click.option("--key", "old_key", prompt="current admin key", hide_input=True,
+              help="The admin key to replace (prompted for, so it stays out of shell history).")
+def admin_rotate_key(old_key: str) -> None:
+    """Replace an admin key: print a new one (shown this once) and revoke the old one."""
+    from payments.auth import rotate_key
+    from payments.db import db as database
+    from payments.db import session_scope
+
+    database.configure(load_config().database_url)
+    with session_scope() as session:
+        new_key = rotate_key(session, old_key.strip(), role="admin")
+    if new_key is None:
+        raise click.ClickException("no such active admin key")
+    click.echo(new_key)
+
+
 @cli.command("serve")
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
 @click.option("--threads", default=4, show_default=True)

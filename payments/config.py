@@ -25,15 +25,17 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Config:
-    database_url: str
-    broker_url: str
+    # Secrets (passwords in URLs, keys) are left out of repr(): a config in a log or a
+    # traceback shows no credential.
+    database_url: str = field(repr=False)
+    broker_url: str = field(repr=False)
     port: int = 5000
     sandbox_port: int = 12111
     # The sandbox accepts any sk_test_ key; this one is no secret.
-    stripe_secret_key: str = "sk_test_creatorpay_sandbox"  # noqa: S105
+    stripe_secret_key: str = field(default="sk_test_creatorpay_sandbox", repr=False)  # noqa: S105
     stripe_api_base: str | None = None
     # More than one secret verifies webhooks while an endpoint secret is being rotated.
-    stripe_webhook_secrets: tuple[str, ...] = ()
+    stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     # Platform fee taken from tips, subscriptions and deals (a rate; rounding via allocate()).
     platform_fee_rate: Decimal = Decimal("0.10")
     hold_days: int = 7
@@ -43,13 +45,13 @@ class Config:
     payout_minimums: Mapping[str, int] = field(default_factory=dict)
     reserve_rate: Decimal = Decimal("0")
     reserve_days: int = 30
-    # Who bears Stripe's fee on a deal's funding payment: "platform" (its processor_fees
-    # expense) or "creator" (taken from each milestone's release, pro rata).
-    deal_fee_bearer: str = "platform"
     # Tip velocity (abuse rules): at most N tips per window (seconds) per fan (or guest email)
     # and per card; None turns a rule off.
     tip_velocity_per_fan: tuple[int, int] | None = (30, 3600)
     tip_velocity_per_card: tuple[int, int] | None = (30, 3600)
+    # Who bears Stripe's fee on a deal's funding payment: "platform" (its processor_fees
+    # expense) or "creator" (taken from each milestone's release, pro rata).
+    deal_fee_bearer: str = "platform"
     var_dir: Path = field(default_factory=lambda: Path("var"))
     # Read the business clock from the sandbox (``GET /_sandbox/clock``) when it is the API.
     clock_url: str | None = None
@@ -97,6 +99,13 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     return raw
 
 
+def _deal_fee_bearer(env: Mapping[str, str]) -> str:
+    raw = (env.get(PREFIX + "DEAL_FEE_BEARER") or "platform").strip().lower()
+    if raw not in ("platform", "creator"):
+        raise ConfigError(f"{PREFIX}DEAL_FEE_BEARER={raw!r} must be platform or creator")
+    return raw
+
+
 def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(PREFIX + name) or "").strip().lower()
     if raw == "":
@@ -126,18 +135,6 @@ def _rate_limit_storage(env: Mapping[str, str]) -> str | None:
     raw = env.get(PREFIX + "RATE_LIMIT_STORAGE") or None
     return None if raw is None else _url(env, "RATE_LIMIT_STORAGE", raw,
                                          ("memory", "redis", "rediss"))
-
-
-# The payout minimum of a currency not in CREATORPAY_PAYOUT_MINIMUMS: this many times Stripe's
-# minimum charge (usd 50 -> 1000, i.e. USD 10.00).
-PAYOUT_MINIMUM_DEFAULT = 20
-
-
-def _deal_fee_bearer(env: Mapping[str, str]) -> str:
-    raw = (env.get(PREFIX + "DEAL_FEE_BEARER") or "platform").strip().lower()
-    if raw not in ("platform", "creator"):
-        raise ConfigError(f"{PREFIX}DEAL_FEE_BEARER={raw!r} must be platform or creator")
-    return raw
 
 
 # The payout minimum of a currency not in CREATORPAY_PAYOUT_MINIMUMS: this many times Stripe's
@@ -224,12 +221,12 @@ def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Confi
         platform_fee_rate=rate,
         hold_days=_int(env, "HOLD_DAYS", 7, 0, 365),
         max_tip_amount=_int(env, "MAX_TIP_AMOUNT", 1_000_000, 1, 10**12),
+        tip_velocity_per_fan=_velocity(env, "TIP_VELOCITY_PER_FAN", (30, 3600)),
+        tip_velocity_per_card=_velocity(env, "TIP_VELOCITY_PER_CARD", (30, 3600)),
         payout_minimums=payout_minimums,
         reserve_rate=reserve_rate,
         reserve_days=_int(env, "RESERVE_DAYS", 30, 0, 365),
         deal_fee_bearer=_deal_fee_bearer(env),
-        tip_velocity_per_fan=_velocity(env, "TIP_VELOCITY_PER_FAN", (30, 3600)),
-        tip_velocity_per_card=_velocity(env, "TIP_VELOCITY_PER_CARD", (30, 3600)),
         var_dir=var_dir,
         clock_url=clock_url,
         rate_limits=_switch(env, "RATE_LIMITS", True),

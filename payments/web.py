@@ -37,8 +37,8 @@ def gateway_error(exc: GatewayError | TransientGatewayError) -> PaymentsError:
     """The API's answer to a Stripe failure."""
     if isinstance(exc, TransientGatewayError):
         return ServiceUnavailable(
-            "Stripe is unreachable; retry with the same Idempotency-Key.",
-            code="stripe_unavailable")
+            "Stripe is unreachable; retry shortly (with the same Idempotency-Key, where the "
+            "request takes one).", code="stripe_unavailable")
     if isinstance(exc, CardError):
         return PaymentFailed(exc.message, code="card_declined",
                              extra={"decline_code": exc.decline_code})

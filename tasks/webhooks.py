@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.exc import DBAPIError
-
 from payments.db import session_scope
 from tasks import app, current_config
 from webhooks import inbox, worker
@@ -13,19 +11,27 @@ from webhooks import inbox, worker
 log = logging.getLogger(__name__)
 
 
-# Only the database going away raises out of the worker (one event's trouble stays on its
-# row): retry with exponential backoff, 1 s doubling to 30 s, for as long as it takes.
-_DATABASE_AWAY = {"autoretry_for": (DBAPIError,), "retry_backoff": True,
-                  "retry_backoff_max": 30, "max_retries": None}
+# Only trouble no event causes raises out of the worker (one event's trouble stays on its
+# row: webhooks.worker.is_infrastructure): retry with exponential backoff, 1 s doubling to
+# 30 s, for as long as it takes. No attempt of any event is counted meanwhile.
+_INFRASTRUCTURE = {"autoretry_for": (Exception,), "retry_backoff": True,
+                   "retry_backoff_max": 30, "max_retries": None}
+# A drain stops between batches after this long and hands over to a fresh task, well inside
+# the task's soft time limit (celeryconfig.task_soft_time_limit).
+DRAIN_SECONDS = 240
 
 
-@app.task(name="webhooks.drain", **_DATABASE_AWAY)
+@app.task(name="webhooks.drain", **_INFRASTRUCTURE)
 def drain() -> int:
     """Process every due inbox row, in batches."""
-    return worker.drain(current_config())
+    done = worker.drain(current_config(), max_seconds=DRAIN_SECONDS)
+    with session_scope() as session:
+        if inbox.waiting_count(session):
+            drain.delay()  # stopped on time with rows still due
+    return done
 
 
-@app.task(name="webhooks.process", **_DATABASE_AWAY)
+@app.task(name="webhooks.process", **_INFRASTRUCTURE)
 def process(event_id: int) -> bool:
     """Process one inbox row now (replays)."""
     return worker.process_one(current_config(), event_id)

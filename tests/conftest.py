@@ -35,6 +35,11 @@ TEST_BROKER_URL = os.environ.get("CREATORPAY_TEST_BROKER_URL")
 ON_POSTGRES = bool(TEST_DB_URL)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "ledger_drift: breaks the ledger on purpose (no verify after the test)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if ON_POSTGRES:
         return
@@ -49,6 +54,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if LEDGER_CHECKS["tests"]:
+        terminalreporter.write_line(
+            f"ledger verify and trial balance after each of {LEDGER_CHECKS['tests']} tests that "
+            f"committed: {LEDGER_CHECKS['journals']} journals in "
+            f"{len(LEDGER_CHECKS['currencies'])} currencies checked"  # type: ignore[arg-type]
+        )
     left_out = getattr(config, "_creatorpay_left_out", 0)
     if left_out:
         terminalreporter.write_line(
@@ -173,9 +184,35 @@ def truncate_all() -> None:
                 conn.execute(table.delete())
 
 
+LEDGER_CHECKS = {"tests": 0, "journals": 0, "currencies": set()}
+
+
+def check_books(request: pytest.FixtureRequest) -> None:
+    """``ledger verify`` and the trial balance over what a test committed, before it is
+    emptied: every test that really moves money leaves clean books, or fails. A test that
+    breaks the books on purpose says so with ``@pytest.mark.ledger_drift``."""
+    if request.node.get_closest_marker("ledger_drift"):
+        return
+    from payments.db import session_scope
+    from payments.ledger import service as ledger
+
+    with session_scope() as session:
+        report = ledger.verify(session)
+        totals = ledger.trial_balance(session)["totals"]
+    LEDGER_CHECKS["tests"] += 1
+    LEDGER_CHECKS["journals"] += report.journals
+    LEDGER_CHECKS["currencies"] |= {t["currency"] for t in totals}  # type: ignore[operator]
+    assert report.ok, f"{request.node.nodeid} left the ledger inconsistent: {report}"
+    assert all(t["total"] == 0 for t in totals), (
+        f"{request.node.nodeid} left a trial balance that is not zero: {totals}")
+
+
 @pytest.fixture
-def committed_db(base_config: Config) -> Iterator[Config]:
+def committed_db(base_config: Config, request: pytest.FixtureRequest) -> Iterator[Config]:
     """Real commits, visible to workers and servers in other threads or processes."""
     db.bind_to(None)
     yield base_config
-    truncate_all()
+    try:
+        check_books(request)
+    finally:
+        truncate_all()

@@ -180,6 +180,7 @@ def replay(session: Session, event_id: int) -> WebhookEvent:
     row.status = RECEIVED
     row.next_attempt_at = 0
     row.last_error = None
+    row.attempts = 0  # a fresh start: its retries are counted from here
     session.flush()
     return row
 
@@ -195,7 +196,7 @@ def replay_failed(session: Session, limit: int | None = None) -> list[int]:
         session.execute(
             update(WebhookEvent)
             .where(WebhookEvent.id.in_(ids))
-            .values(status=RECEIVED, next_attempt_at=0, last_error=None)
+            .values(status=RECEIVED, next_attempt_at=0, last_error=None, attempts=0)
         )
     return ids
 

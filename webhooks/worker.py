@@ -10,27 +10,31 @@ and the rest of the batch still lands. Should the batch's final posting be refus
 batch is rolled back and replayed one event per transaction, isolating the culprit.
 
 Nothing an event carries can stop the queue: a Stripe error while fetching one event's
-objects belongs to that event alone, a malformed payload fails its own row, and only the
-database going away (which no event causes) ends a drain early, to be retried.
+objects belongs to that event alone, a malformed payload fails its own row, and only
+trouble no event causes (the database away, Stripe refusing our key, the time limit) ends
+a drain early, to be retried.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from payments.clock import now_ts
 from payments.config import Config
 from payments.db import one_of, session_scope
-from payments.events import EventContext
+from payments.events import EventContext, kind_of
 from payments.gateway import Gateway, GatewayError, TransientGatewayError, gateway_for
 from payments.ledger import service as ledger
 from webhooks import inbox
@@ -64,9 +68,10 @@ _TXN_CACHES: weakref.WeakKeyDictionary[Gateway, dict[str, dict[str, Any]]] = (
 class StripeReader:
     """Balance transactions and charges for one drain, fetched once each.
 
-    A fetch that fails is remembered for this reader only and raised to the handler that
-    asks for that object, so it fails (or retries) that event and no other; a later drain
-    (a replay) asks Stripe again.
+    A terminal answer (a 404) is remembered for the current batch only and raised to the
+    handler that asks for that object, so it fails that event and no other; a transient one
+    is never remembered (the handler asks again, and its event retries with backoff). The
+    next batch, a replay included, asks Stripe afresh.
     """
 
     def __init__(self, gateway: Gateway) -> None:
@@ -87,10 +92,12 @@ class StripeReader:
         if missing:
             with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
                 for txn_id, found in pool.map(self._fetch, sorted(missing)):
-                    if isinstance(found, Exception):
+                    if isinstance(found, GatewayError):
                         self.errors[txn_id] = found
-                    else:
+                    elif not isinstance(found, Exception):
                         self.txns[txn_id] = found
+                    # A transient error is not kept: the handler asks again, and its own
+                    # failure (retried with backoff) is the event's.
 
     def _list(self, missing: set[str], created_range: tuple[int, int]) -> None:
         if len(self.txns) > CACHE_MAX:
@@ -116,6 +123,12 @@ class StripeReader:
             return txn_id, self.gateway.retrieve_balance_transaction(txn_id)
         except (GatewayError, TransientGatewayError) as exc:
             return txn_id, exc
+
+    def new_batch(self) -> None:
+        """Forget the answers that may change: errors and unpaid invoices."""
+        self.errors.clear()
+        self.invoice_charges = {k: v for k, v in self.invoice_charges.items()
+                                if not isinstance(v, Exception)}
 
     def balance_transaction(self, txn_id: str) -> dict[str, Any]:
         found = self.txns.get(txn_id)
@@ -177,9 +190,14 @@ class StripeReader:
 
 
 def is_infrastructure(exc: BaseException) -> bool:
-    """The database went away or refused for its own reasons (not because of an event)."""
-    return isinstance(exc, OperationalError | InterfaceError) or bool(
-        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    """Trouble no event causes, which must stop the drain rather than fail events: the
+    database away, Stripe refusing our own key (401, or 403 for a restricted key), the
+    task's soft time limit. The task retries with backoff; no attempt is counted."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout | SoftTimeLimitExceeded):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, GatewayError) and exc.http_status in (401, 403)
 
 
 def _post(session: Session, specs: Sequence[ledger.JournalSpec]) -> None:
@@ -253,10 +271,21 @@ class _Batch:
         # A connected account's event names the account (its payouts, its account.updated).
         account = row.payload.get("account") if isinstance(row.payload, dict) else None
         ctx.event_account = account if isinstance(account, str) else None
-        for target in self.table.targets(row.type, obj):
-            if target.route.reads_ledger and before_reading:
-                _post(session, before_reading)
-                before_reading.clear()
+        targets = self.table.targets(row.type, obj)
+        kind = kind_of(obj)
+        if not targets and kind is not None and kind not in self.table.owner_of_kind:
+            # Ours (the key is creatorpay's), but no domain in this deployment owns it: a
+            # worker older than the web tier, or a domain left out of the list.
+            raise LookupError(f"no domain owns creatorpay_kind {kind!r}")
+        for target in targets:
+            if target.route.reads_ledger:
+                # Everything collected so far (earlier events, earlier domains) first.
+                if before_reading:
+                    _post(session, before_reading)
+                    before_reading.clear()
+                if ctx.journals:
+                    _post(session, ctx.journals)
+                    ctx.journals.clear()
             target.route.handler(session, obj, ctx)
             if target.route.reads_ledger:
                 _post(session, ctx.journals)
@@ -305,9 +334,10 @@ def _settle_failure(row: WebhookEvent, exc: Exception) -> None:
 
 def process_rows(
     session: Session, rows: Sequence[WebhookEvent], reader: StripeReader, fee_rate: Decimal,
-    *, batched: bool = True,
+    *, batched: bool = True, table: RouteTable | None = None,
 ) -> None:
-    batch = _Batch(session, rows, reader, fee_rate, route_table())
+    reader.new_batch()
+    batch = _Batch(session, rows, reader, fee_rate, table or route_table())
     for row in batch.malformed:
         inbox.mark_failed(row, "malformed event: no data.object")
     if batched and len(batch.rows) > 1:
@@ -341,16 +371,23 @@ def process_rows(
     _post(session, pending)
 
 
-def drain(config: Config, batch_size: int = BATCH_SIZE, max_batches: int | None = None) -> int:
+def drain(config: Config, batch_size: int = BATCH_SIZE, max_batches: int | None = None,
+          max_seconds: float | None = None) -> int:
     """Process waiting events until none are due; returns how many rows were settled.
 
-    Only the database going away ends it with an error (the task retries); any event that
-    cannot be applied is marked on its own row.
+    Only trouble no event causes (``is_infrastructure``) ends it with an error (the task
+    retries); any event that cannot be applied is marked on its own row. ``max_seconds``
+    stops it between batches (the task re-enqueues itself), so a steady inflow never runs a
+    drain into the task's time limit.
     """
+    table = route_table()  # a domain that cannot load stops here, failing no event
     reader = StripeReader(gateway_for(config))
+    started = time.monotonic()
     done = 0
     batches = 0
     while max_batches is None or batches < max_batches:
+        if max_seconds is not None and time.monotonic() - started > max_seconds:
+            break
         batches += 1
         isolate: list[int] = []
         with session_scope() as session:
@@ -360,7 +397,8 @@ def drain(config: Config, batch_size: int = BATCH_SIZE, max_batches: int | None 
             ids = [r.id for r in rows]
             try:
                 with session.begin_nested():
-                    process_rows(session, rows, reader, config.platform_fee_rate)
+                    process_rows(session, rows, reader, config.platform_fee_rate,
+                                 table=table)
             except Exception as exc:
                 if is_infrastructure(exc):
                     raise
@@ -380,13 +418,15 @@ def process_one(config: Config, event_id: int, reader: StripeReader | None = Non
     Whatever the event does, the row ends settled: applied, failed with its reason, or
     scheduled for a retry. Only the database going away raises.
     """
+    table = route_table()
     reader = reader or StripeReader(gateway_for(config))
     try:
         with session_scope() as session:
             row = inbox.lock_event(session, event_id)
             if row is None or row.status != RECEIVED:
                 return False
-            process_rows(session, [row], reader, config.platform_fee_rate, batched=False)
+            process_rows(session, [row], reader, config.platform_fee_rate, batched=False,
+                         table=table)
     except Exception as exc:
         if is_infrastructure(exc):
             raise

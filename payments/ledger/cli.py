@@ -64,6 +64,33 @@ def verify_cmd(quiet: bool) -> None:
         sys.exit(1)
 
 
+@ledger.command("trial-balance")
+def trial_balance_cmd() -> None:
+    """Every account's balance and the total per currency; exit 1 unless each total is 0."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from payments.db import session_scope
+    from payments.ledger.service import trial_balance
+
+    _configure()
+    with session_scope() as session:
+        report = trial_balance(session)
+    table = Table(title="trial balance")
+    for column in ("account", "owner", "purpose", "currency"):
+        table.add_column(column)
+    table.add_column("balance", justify="right")
+    for row in report["accounts"]:
+        table.add_row(row["account"], str(row["owner"]), row["purpose"], row["currency"],
+                      str(row["balance"]))
+    Console().print(table)
+    off = [t for t in report["totals"] if t["total"] != 0]
+    totals = ", ".join(f"{t['currency']} {t['total']}" for t in report["totals"]) or "no accounts"
+    click.echo(f"trial balance: {'OK' if not off else 'NOT ZERO'}: {totals}")
+    if off:
+        sys.exit(1)
+
+
 @ledger.command("checkpoint")
 def checkpoint_cmd() -> None:
     """Roll the platform accounts' balance checkpoints forward now."""

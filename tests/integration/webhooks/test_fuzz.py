@@ -108,6 +108,9 @@ class FuzzedStripe:
     def prefetch(self, txn_ids: Any, created_range: tuple[int, int]) -> None:
         list(txn_ids)
 
+    def new_batch(self) -> None:
+        pass
+
     def __getattr__(self, name: str) -> Any:
         # Any other read a domain adds (invoices, subscriptions, transfers ...).
         if name.startswith("retrieve_"):

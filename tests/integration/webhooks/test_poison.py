@@ -11,110 +11,23 @@ from __future__ import annotations
 
 import copy
 import secrets
-import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import pytest
-import requests
-from celery.signals import task_failure, task_retry
 from sqlalchemy import func, select
 
-import tasks
 from payments.auth import issue_key
-from payments.config import Config
 from payments.db import session_scope
-from payments.gateway import Gateway, gateway_for, sign_payload
 from payments.ledger import service as ledger
 from payments.ledger.models import Journal
-from tests.fixtures.live import LiveApp
-from tests.fixtures.sandbox import SandboxHandle
-from tests.fixtures.services import Served, sandbox_config, serve
-from tests.fixtures.workers import QUEUES, purge_queues, wait_for
+from tests.fixtures.inbox import Stack, TaskTrouble
+from tests.fixtures.workers import wait_for
 from tests.integration.tips.test_flow import new_creator, new_fan
 from webhooks.models import FAILED, PROCESSED, RECEIVED, WebhookEvent
 from webhooks.routes import route_table
 
 GOOD_TIPS = 50
-
-
-@dataclass
-class TaskTrouble:
-    """Drain tasks that failed or asked for a retry while the test ran."""
-
-    seen: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def record(self, sender: Any = None, **kwargs: Any) -> None:
-        with self.lock:
-            self.seen.append(f"{getattr(sender, 'name', sender)}: {kwargs.get('exception')!r}")
-
-
-@pytest.fixture
-def task_trouble() -> Iterator[TaskTrouble]:
-    trouble = TaskTrouble()
-    task_failure.connect(trouble.record, weak=False)
-    task_retry.connect(trouble.record, weak=False)
-    try:
-        yield trouble
-    finally:
-        task_failure.disconnect(trouble.record)
-        task_retry.disconnect(trouble.record)
-
-
-@dataclass
-class Stack:
-    config: Config
-    served: Served
-    sandbox: SandboxHandle
-    live: LiveApp
-
-    @property
-    def gateway(self) -> Gateway:
-        return gateway_for(self.config)
-
-    def deliver(self, event: dict[str, Any]) -> None:
-        body = orjson.dumps(event)
-        secret = self.config.stripe_webhook_secrets[0]
-        r = requests.post(self.served.url + "/webhooks/stripe", data=body, timeout=30, headers={
-            "Content-Type": "application/json", "Stripe-Signature": sign_payload(body, secret)})
-        assert r.status_code == 200, r.text
-
-    def worker(self) -> Any:
-        from celery.contrib.testing.worker import start_worker
-
-        return start_worker(tasks.app, pool="threads", concurrency=2, perform_ping_check=False,
-                            queues=QUEUES.split(","), shutdown_timeout=30, loglevel="WARNING")
-
-
-def _stack(committed_db: Config, sandbox: SandboxHandle, celery_app: Any,
-           deliveries: bool) -> Iterator[Stack]:
-    config = sandbox_config(committed_db, sandbox)
-    tasks.configure(config)  # the worker reads Stripe (the sandbox) with this config
-    purge_queues(celery_app)
-    try:
-        with serve(config, sandbox if deliveries else None) as served:
-            live = LiveApp(served.url, config, served.app, sandbox, served.endpoint_id or "")
-            yield Stack(config, served, sandbox, live)
-    finally:
-        tasks.configure(committed_db)
-
-
-@pytest.fixture
-def quiet_stack(committed_db: Config, private_sandbox: SandboxHandle,
-                celery_app: Any) -> Iterator[Stack]:
-    """The app served with no webhook endpoint registered: the test delivers events itself."""
-    yield from _stack(committed_db, private_sandbox, celery_app, deliveries=False)
-
-
-@pytest.fixture
-def delivering_stack(committed_db: Config, private_sandbox: SandboxHandle,
-                     celery_app: Any) -> Iterator[Stack]:
-    """The app served and registered with the sandbox, which delivers every event."""
-    yield from _stack(committed_db, private_sandbox, celery_app, deliveries=True)
 
 
 def make_tips(stack: Stack, n: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
