@@ -13,9 +13,11 @@ import csv
 import io
 import secrets
 from collections import defaultdict
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from pypdf import PdfReader
 from sqlalchemy import select, update
 
@@ -26,6 +28,7 @@ from payments.ledger import service as ledger
 from payments.money import split_fee
 from payments.statements import service as statements
 from payments.statements.render import money
+from tests.fixtures.inbox import Stack
 from tests.fixtures.live import LiveApp
 from tests.fixtures.workers import wait_for
 from tests.integration.payouts.helpers import connect, mature_now, tip
@@ -60,8 +63,16 @@ def get_statement(live: LiveApp, key: str, period: str, accept: str = "applicati
     return r
 
 
-def test_a_month_in_json_csv_and_pdf_and_the_roll_forward(live_stack: LiveApp) -> None:
-    live = live_stack
+@pytest.fixture
+def private_live(delivering_stack: Stack) -> Iterator[LiveApp]:
+    """A sandbox of its own, whose clock no other test has advanced (the statement's months
+    are the sandbox's), delivering to the app, and a worker."""
+    with delivering_stack.worker():
+        yield delivering_stack.live
+
+
+def test_a_month_in_json_csv_and_pdf_and_the_roll_forward(private_live: LiveApp) -> None:
+    live = private_live
     creator = new_creator(live)
     key = creator["api_key"]
     now = now_ts()
