@@ -480,6 +480,15 @@ def refund_settled(
     """
     _check_currency(tip, txn)
     row = session.scalar(select(TipRefund).where(TipRefund.stripe_refund_id == refund["id"]))
+    meta = refund.get("metadata")
+    ours: dict[str, Any] = meta if isinstance(meta, dict) else {}
+    if row is None and ours.get("refund_id"):
+        # Asked for through our API, its event ahead of our recording Stripe's answer: the
+        # row is ours already (found by the id we put in the metadata), not a dashboard one.
+        row = session.scalar(select(TipRefund).where(
+            TipRefund.public_id == str(ours["refund_id"]), TipRefund.tip_id == tip.id))
+        if row is not None:
+            row.stripe_refund_id = refund["id"]
     if row is None:
         # Made outside our API (dashboard): record it so the tip lists it.
         row = TipRefund(
