@@ -243,6 +243,10 @@ def _first_price(obj: dict[str, Any]) -> tuple[str | None, str | None]:
     return expandable_id(items[0].get("price")), items[0].get("id")
 
 
+# Seconds within which an event's time and the time of the state we hold cannot be ordered.
+CLOCK_SLACK = 2
+
+
 def apply_subscription(session: Session, sub: Subscription, obj: dict[str, Any],
                        at: int) -> bool:
     """Stripe's subscription state as of ``at``; applied only if newer than what we hold.
@@ -254,9 +258,11 @@ def apply_subscription(session: Session, sub: Subscription, obj: dict[str, Any],
         sub.stripe_subscription_id = obj["id"]
     elif sub.stripe_subscription_id != obj["id"]:
         raise ValueError(f"{sub.public_id} is {sub.stripe_subscription_id}, not {obj['id']}")
-    if at < sub.stripe_state_at:
-        return True
-    if at == sub.stripe_state_at and sub.stripe_state_at:
+    if sub.stripe_state_at and at < sub.stripe_state_at - CLOCK_SLACK:
+        return True  # plainly older than what we hold
+    if sub.stripe_state_at and at <= sub.stripe_state_at + CLOCK_SLACK:
+        # Too close to call: our answers are stamped with our clock (following Stripe's,
+        # read at most once a second), events with Stripe's. Read the state as it is now.
         return False
     _write_state(session, sub, obj)
     sub.stripe_state_at = at
