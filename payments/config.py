@@ -60,6 +60,12 @@ class Config:
     rate_limit_storage: str | None = None
     # Reverse proxies in front of the web tier whose X-Forwarded-For to trust.
     proxy_hops: int = 0
+    # The server's own secret: signs dashboard sign-in links and session cookies (never an
+    # API key). Unset: one is made once and kept under var_dir (payments/dashboard/tokens.py).
+    secret_key: str | None = field(default=None, repr=False)
+    # Dashboard: how long a sign-in link stays valid, and the session it opens (seconds).
+    dashboard_link_ttl: int = 600
+    dashboard_session_ttl: int = 3600
     testing: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -203,6 +209,10 @@ def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Confi
     if not Decimal(0) <= reserve_rate < Decimal(1):
         raise ConfigError(f"{PREFIX}RESERVE_RATE={raw_reserve} must be in [0, 1)")
 
+    secret = env.get(PREFIX + "SECRET_KEY") or None
+    if secret is not None and len(secret) < 32:
+        raise ConfigError(f"{PREFIX}SECRET_KEY must be at least 32 characters")
+
     clock_url = env.get(PREFIX + "CLOCK_URL") or None
     if clock_url is None and api_base is not None and env.get(PREFIX + "SANDBOX_CLOCK", "1") != "0":
         host = urlparse(api_base).hostname or ""
@@ -232,5 +242,8 @@ def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Confi
         rate_limits=_switch(env, "RATE_LIMITS", True),
         rate_limit_storage=_rate_limit_storage(env),
         proxy_hops=_int(env, "PROXY_HOPS", 0, 0, 10),
+        secret_key=secret,
+        dashboard_link_ttl=_int(env, "DASHBOARD_LINK_TTL", 600, 30, 86400),
+        dashboard_session_ttl=_int(env, "DASHBOARD_SESSION_TTL", 3600, 60, 86400),
     )
     return config.with_overrides(**overrides) if overrides else config
