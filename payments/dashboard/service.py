@@ -226,13 +226,14 @@ def page(session: Session, creator: Creator, *, now: int | None = None) -> dict[
     if not any(b["currency"] == creator.default_currency for b in balances):
         balances.append({"currency": creator.default_currency,
                          **dict.fromkeys(ledger.BALANCE_PURPOSES, 0)})
-        balances.sort(key=lambda b: str(b["currency"]))
+    # The creator's own currency first, then the others alphabetically.
+    balances.sort(key=lambda b: (b["currency"] != creator.default_currency, b["currency"]))
     this = statements.period_of(now)
-    first = max(statements.period_of(creator.created), statements.shift(this, -(CHART_MONTHS - 1)))
-    periods = [statements.shift(first, i) for i in range(CHART_MONTHS)
-               if statements.shift(first, i) <= this]
+    periods = [statements.shift(this, i - CHART_MONTHS + 1) for i in range(CHART_MONTHS)]
+    currencies = sorted(statements.currencies(session, creator),
+                        key=lambda c: (c != creator.default_currency, c))
     charts = [{"currency": cur, "months": _month_figures(session, creator, cur, periods)}
-              for cur in statements.currencies(session, creator)]
+              for cur in currencies]
     activity, more_activity = ledger.creator_ledger(session, creator.id, limit=ACTIVITY_LINES)
     actor = deals.Actor("creator", creator.id, creator.public_id)
     open_deals = []

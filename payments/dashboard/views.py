@@ -186,7 +186,7 @@ def statement_file(period: str, fmt: str) -> Response:
 
 # ----------------------------------------------------------------------------- the chart
 
-CHART_W, CHART_H, PLOT_TOP, PLOT_BOTTOM, LEFT = 640, 230, 16, 190, 8
+CHART_W, CHART_H, PLOT_TOP, PLOT_BOTTOM, LEFT = 960, 200, 22, 172, 8
 BAR_W, BAR_GAP = 22, 4
 
 
