@@ -18,10 +18,10 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
-from sqlalchemy import CursorResult, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from payments.accounts.models import ApiKey, Creator
@@ -157,14 +157,14 @@ def open_link(session: Session, config: Config, token: str) -> SignIn:
     nonce = data["n"]
     now = now_ts()
     expires = now + config.dashboard_session_ttl
-    inserted = cast(CursorResult[Any], session.execute(insert_ignoring_conflicts(
+    # RETURNING says whether this request inserted the nonce, on both databases (the
+    # statement's rowcount did not, on PostgreSQL through the session's connection).
+    row_id = session.scalar(insert_ignoring_conflicts(
         session, DashboardSignIn.__table__, ["nonce"]).values(
             nonce=nonce, creator_id=data["c"], key_id=data["k"], created=now,
-            expires_at=expires)))
-    if inserted.rowcount != 1:
+            expires_at=expires).returning(DashboardSignIn.__table__.c.id))
+    if row_id is None:
         raise _used()
-    row_id = session.scalar(select(DashboardSignIn.id).where(DashboardSignIn.nonce == nonce))
-    assert row_id is not None
     cookie = _serializer(config, SESSION_SALT).dumps({"c": data["c"], "k": data["k"],
                                                       "s": int(row_id)})
     return SignIn(cookie=str(cookie), creator_id=data["c"], expires_at=expires)
