@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -46,24 +47,30 @@ ACTIVITY_LINES = 15
 
 
 def server_secret(config: Config) -> str:
-    """``CREATORPAY_SECRET_KEY``, or one made once and kept under ``var_dir`` (created
-    exclusively, so processes starting together agree on one)."""
+    """``CREATORPAY_SECRET_KEY``, or one made once and kept under ``var_dir``."""
     if config.secret_key:
         return config.secret_key
-    path = Path(config.var_dir) / "secret_key"
+    return _secret_file(str(Path(config.var_dir).resolve() / "secret_key"))
+
+
+@lru_cache(maxsize=8)
+def _secret_file(name: str) -> str:
+    """Read the secret, making it first if need be: written to a file of this process's own,
+    then linked into place, which fails if another process got there first; either way
+    every process reads the one complete file."""
+    path = Path(name)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        tmp.write_text(secrets.token_urlsafe(48) + "\n")
+        tmp.chmod(0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(tmp, path)
         except FileExistsError:
             pass
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(48) + "\n")
-    value = path.read_text().strip()
-    if len(value) < 32:  # a file being written by another process this very moment
-        raise Unauthorized("The server is starting; try again.", code="secret_unavailable")
-    return value
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
 
 
 class _ClockSigner(TimestampSigner):
