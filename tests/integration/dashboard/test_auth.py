@@ -154,6 +154,12 @@ def test_tampered_links_are_refused_with_an_html_401(client: Any, mangle: Any) -
 
 def test_no_cookie_or_a_forged_cookie_is_an_html_401(client: Any) -> None:
     assert_html_error(client.get("/dashboard"), 401, "dashboard_session_missing")
+    # The API key is never a dashboard credential, in a header or in the URL.
+    key = signup(client)["api_key"]
+    assert_html_error(client.get("/dashboard", headers=auth(key)), 401,
+                      "dashboard_session_missing")
+    assert_html_error(client.get("/dashboard/sign-in", query_string={"token": key}), 401,
+                      "dashboard_link_invalid")
     client.set_cookie(COOKIE, "eyJjIjoxLCJrIjoxLCJzIjoxfQ.forged.sig", path="/dashboard")
     assert_html_error(client.get("/dashboard"), 401, "dashboard_session_invalid")
     assert_html_error(client.get("/dashboard/statements/2026-01.csv"), 401,

@@ -35,10 +35,12 @@ def dashboard_link(live: LiveApp, key: str) -> dict[str, Any]:
     return dict(r.json())
 
 
-def sign_in(browser: Any, url: str) -> None:
+def sign_in(browser: Any, url: str, screenshot: Path | None = None) -> None:
     from selenium.webdriver.common.by import By
 
     browser.get(url)
+    if screenshot is not None:
+        browser.save_screenshot(str(screenshot))
     browser.find_element(By.ID, "sign-in").click()
     wait_for(lambda: browser.find_elements(By.ID, "dashboard"), timeout=30)
 
@@ -91,7 +93,7 @@ def test_the_dashboard_in_chromium_shows_the_api_figures(
     assert key not in link["url"]
     screenshot = tmp_path / "dashboard.png"
     with chromium() as browser:
-        sign_in(browser, link["url"])
+        sign_in(browser, link["url"], tmp_path / "sign-in.png")
         # The token has left the address bar; the cookie is HttpOnly and Strict.
         assert urlparse(browser.current_url).path == "/dashboard"
         assert "token" not in browser.current_url
@@ -179,6 +181,7 @@ def test_the_dashboard_in_chromium_shows_the_api_figures(
             old = dashboard.make_link(s, live.config, cid, key_id)
         browser.get(f"{live.url}/dashboard/sign-in?token={old.token}")
         assert error_of(browser) == ("401", "dashboard_link_expired")
+        browser.save_screenshot(str(tmp_path / "expired.png"))
         assert "expired" in browser.find_element(By.TAG_NAME, "h1").text
         assert browser.find_elements(By.ID, "sign-in") == []
         # And the used link of the first creator stays used.
