@@ -89,13 +89,13 @@ def _load(config: Config, salt: str, token: str, max_age: int, what: str) -> dic
         data = _serializer(config, salt).loads(token, max_age=max_age)
     except SignatureExpired:
         raise Unauthorized(f"This {what} has expired.",
-                           code=f"dashboard_{what.replace(' ', '_')}_expired") from None
+                           code=f"dashboard_{what}_expired") from None
     except BadSignature:
         raise Unauthorized(f"This {what} is not valid.",
-                           code=f"dashboard_{what.replace(' ', '_')}_invalid") from None
+                           code=f"dashboard_{what}_invalid") from None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), int) for k in ("c", "k")):
         raise Unauthorized(f"This {what} is not valid.",
-                           code=f"dashboard_{what.replace(' ', '_')}_invalid")
+                           code=f"dashboard_{what}_invalid")
     return data
 
 
