@@ -139,7 +139,9 @@ def _redact(url: str) -> str:
 def main(argv: list[str] | None = None) -> Any:
     try:
         config = load_config()  # fail fast, in one line, on a bad environment
-        from payments import clock
+        from payments import clock, logs
+
+        logs.configure(config)
 
         clock.follow(config.clock_url)  # the sandbox's clock, when Stripe is the sandbox
         _load_domain_commands()

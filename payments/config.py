@@ -60,6 +60,11 @@ class Config:
     rate_limit_storage: str | None = None
     # Reverse proxies in front of the web tier whose X-Forwarded-For to trust.
     proxy_hops: int = 0
+    # Logs (payments/logs.py): "json" (one object a line) or "text"; the root level.
+    log_format: str = "json"
+    log_level: str = "INFO"
+    # GET /metrics answers only with ``Authorization: Bearer <token>`` when this is set.
+    metrics_token: str | None = field(default=None, repr=False)
     testing: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -140,6 +145,17 @@ def _rate_limit_storage(env: Mapping[str, str]) -> str | None:
 # The payout minimum of a currency not in CREATORPAY_PAYOUT_MINIMUMS: this many times Stripe's
 # minimum charge (usd 50 -> 1000, i.e. USD 10.00).
 PAYOUT_MINIMUM_DEFAULT = 20
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(PREFIX + name) or default).strip()
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise ConfigError(f"{PREFIX}{name}={raw!r} must be one of: " + ", ".join(choices))
 
 
 def _payout_minimums(env: Mapping[str, str]) -> dict[str, int]:
@@ -232,5 +248,8 @@ def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Confi
         rate_limits=_switch(env, "RATE_LIMITS", True),
         rate_limit_storage=_rate_limit_storage(env),
         proxy_hops=_int(env, "PROXY_HOPS", 0, 0, 10),
+        log_format=_choice(env, "LOG_FORMAT", "json", ("json", "text")),
+        log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
+        metrics_token=(env.get(PREFIX + "METRICS_TOKEN") or "").strip() or None,
     )
     return config.with_overrides(**overrides) if overrides else config
