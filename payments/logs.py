@@ -220,6 +220,8 @@ def configure(config: Config | None = None, *, fmt: str | None = None,
     logging.getLogger("gunicorn.access").disabled = True
     # werkzeug's own access lines (the test and debug servers) would repeat ours.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # The stripe SDK logs two lines per API call at INFO; its warnings and errors still show.
+    logging.getLogger("stripe").setLevel(logging.WARNING)
     return handler
 
 

@@ -39,11 +39,8 @@ def request_id(incoming: str | None) -> str:
 
 
 def _route(environ: dict[str, Any]) -> str:
-    request = environ.get("werkzeug.request")
-    rule = getattr(request, "url_rule", None)
-    if rule is not None:
-        return str(rule.rule)
-    # Every path no rule matched is one label (a 404 must not make a new series per URL).
+    # Set by the app's first before_request hook (init_app) or by a layer answering without
+    # Flask; every path no rule matched is one label (a 404 makes no series per URL).
     return str(environ.get(ROUTE_KEY) or "unmatched")
 
 
@@ -81,5 +78,13 @@ class Observed:
 
 
 def init_app(app: Any) -> None:
-    """Wrap the app's WSGI callable (last, so it is the outermost layer)."""
+    """Wrap the app's WSGI callable (call it last, so it is the outermost layer), and name
+    each request's route before any other hook can refuse it."""
+    from flask import request
+
+    def _name_route() -> None:
+        if request.url_rule is not None:
+            request.environ[ROUTE_KEY] = request.url_rule.rule
+
+    app.before_request_funcs.setdefault(None, []).insert(0, _name_route)
     app.wsgi_app = Observed(app.wsgi_app)
