@@ -77,8 +77,10 @@ _SECRETS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [redacted]"),
     (re.compile(r"(://[^:/@\s]+):[^@/\s]+@"), r"\1:[redacted]@"),
 ]
-# 13 to 19 digits, optionally grouped by single spaces or dashes (4242 4242 4242 4242).
-_DIGIT_RUN = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+# 13 to 19 digits, optionally grouped by single spaces or dashes (4242 4242 4242 4242), on
+# their own: not the fraction of a number (a run time of 0.034178639000060684 s), not inside
+# an identifier.
+_DIGIT_RUN = re.compile(r"(?<![\w.])\d(?:[ -]?\d){12,18}(?!\w)")
 
 
 def _luhn(digits: str) -> bool:
