@@ -91,6 +91,9 @@ def run_stack(sandbox: bool = True, migrate: bool = True) -> int:
     # Four processes share one terminal here: text lines read better than JSON objects
     # there (production's default is json; CREATORPAY_LOG_FORMAT=json keeps it).
     env.setdefault("CREATORPAY_LOG_FORMAT", "text")
+    from payments import logs
+
+    logs.configure(load_config(env))  # the supervisor's own lines too
     # One multiprocess directory for web and worker processes: GET /metrics shows the
     # requests of every gunicorn worker and the task failures of every Celery worker.
     metrics_dir = env.setdefault("PROMETHEUS_MULTIPROC_DIR",

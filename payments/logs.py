@@ -224,6 +224,8 @@ def configure(config: Config | None = None, *, fmt: str | None = None,
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     # The stripe SDK logs two lines per API call at INFO; its warnings and errors still show.
     logging.getLogger("stripe").setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at INFO; its migration lines stay.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     return handler
 
 
