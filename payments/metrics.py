@@ -37,7 +37,6 @@ from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "creatorpay"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 HTTP_REQUESTS = Counter(
