@@ -190,3 +190,26 @@ def test_metrics_token_when_configured(base_config: Any, db_session: Any) -> Non
     assert ok.status_code == 200 and b"creatorpay_webhook_inbox_backlog" in ok.data
     open_client = create_app(base_config).test_client()
     assert open_client.get("/metrics").status_code == 200
+
+
+def test_a_domain_whose_metrics_fail_is_reported_and_the_rest_still_answer(
+        base_config: Any, db_session: Any) -> None:
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    import webhooks.metrics
+    from payments.metrics import DatabaseCollector
+
+    def broken(_session: Any) -> Any:
+        raise RuntimeError("relation does not exist")
+
+    bad = SimpleNamespace(__name__="tests.broken_metrics", collect=broken)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector(db_session, [bad, webhooks.metrics]))
+    found: Samples = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    assert value(found, "creatorpay_metrics_collect_errors", module="tests.broken_metrics") == 1
+    assert ("creatorpay_webhook_lag_seconds", frozenset()) in found
