@@ -79,8 +79,8 @@ _SECRETS = [
 ]
 # 13 to 19 digits, optionally grouped by single spaces or dashes (4242 4242 4242 4242), on
 # their own: not the fraction of a number (a run time of 0.034178639000060684 s), not inside
-# an identifier.
-_DIGIT_RUN = re.compile(r"(?<![\w.])\d(?:[ -]?\d){12,18}(?!\w)")
+# an identifier or a UUID (a Celery task id 12345678-1234-4123-...).
+_DIGIT_RUN = re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w-])")
 
 
 def _luhn(digits: str) -> bool:

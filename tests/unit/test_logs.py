@@ -65,11 +65,13 @@ def test_every_key_secret_and_card_is_masked_in_message_args_extra_and_traceback
 def test_what_is_not_a_secret_stays_readable(captured: tuple[logging.Logger, io.StringIO]) -> None:
     logger, stream = captured
     # Public ids, a Stripe event id, amounts, a unix time and digits failing the Luhn check.
-    logger.info("tip %s event %s amount %d at %d ref %s", "tip_8ZkQ2b", "evt_1PqRsT2eZvKYlo2C",
-                150000, 1733234567, "4242424242424241")
+    # A UUID whose leading groups are digits, a run time's long fraction.
+    uuid, took = "42424242-4242-4242-8aaa-0123456789ab", "0.4242424242424242"  # Luhn-valid runs
+    logger.info("tip %s event %s amount %d at %d ref %s task %s took %s", "tip_8ZkQ2b",
+                "evt_1PqRsT2eZvKYlo2C", 150000, 1733234567, "4242424242424241", uuid, took)
     [line] = lines(stream)
     assert line["message"] == ("tip tip_8ZkQ2b event evt_1PqRsT2eZvKYlo2C amount 150000 at "
-                               "1733234567 ref 4242424242424241")
+                               f"1733234567 ref 4242424242424241 task {uuid} took {took}")
     assert line["level"] == "INFO" and line["logger"] == "tests.logs"
     assert {"time", "pid"} <= set(line)
 
