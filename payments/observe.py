@@ -2,7 +2,7 @@
 
 It sits outside Flask and the webhook fast path (``webhooks.endpoint.FastIngest``), so every
 answer is counted and carries ``X-Request-Id``: the client's, when it sent a well-formed
-one (1 to 128 of ``A-Z a-z 0-9 . _ : -``), else ``req_`` and 24 random base62 characters. Every
+one (1 to 128 of ``A-Z a-z 0-9 . _ : -``), else ``req_`` and 24 random URL-safe characters. Every
 log line written while the request runs carries it (``payments.logs``), and one line per
 request (``request``, INFO) gives method, route, status and duration; the route is the URL
 rule (``/v1/tips/<tip_id>``), never the raw path, so neither logs nor metrics hold ids
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from payments import logs, metrics
-from payments.ids import random_token
 
 HEADER = "X-Request-Id"
 ENVIRON_KEY = "creatorpay.request_id"
@@ -35,7 +35,7 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 def request_id(incoming: str | None) -> str:
     if incoming is not None and _WELL_FORMED.fullmatch(incoming):
         return incoming
-    return "req_" + random_token(24)
+    return "req_" + secrets.token_urlsafe(18)  # 24 characters
 
 
 def _route(environ: dict[str, Any]) -> str:
