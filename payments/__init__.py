@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask, request
@@ -10,7 +9,7 @@ from flask_smorest import Api
 from flask_smorest.arguments import ArgumentsMixin
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from payments import clock, domains, limits
+from payments import clock, domains, limits, logs, observe
 from payments.config import Config, load_config
 from payments.fields import ErrorSchema
 from payments.queue import Enqueue, celery_enqueue
@@ -46,7 +45,7 @@ def create_app(config: Config | None = None, *, enqueue: Enqueue | None = None) 
     )
     app.extensions[EXTENSION] = {"enqueue": enqueue or celery_enqueue(config.broker_url)}
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(config)  # one root handler: JSON or text, context fields, redaction
 
     from payments import db, errors
 
@@ -82,6 +81,9 @@ def create_app(config: Config | None = None, *, enqueue: Enqueue | None = None) 
         if init is not None:
             init(app)
     limits.init_app(app, config)  # after the blueprints: it limits the routes they serve
+    # Last, so it is the outermost WSGI layer: request ids, the request line and request
+    # metrics for every answer, the webhook fast path's included.
+    observe.init_app(app)
     return app
 
 

@@ -14,20 +14,38 @@ import click
 from payments.config import ConfigError, load_config
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """creatorpay: creator monetization and payments backend."""
+    """creatorpay: creator monetization and payments backend.
+
+    Every command reads the same CREATORPAY_* environment as the web app and the workers
+    (README.md, "Configuration"): CREATORPAY_DATABASE_URL, CREATORPAY_BROKER_URL, the
+    Stripe keys. Logs go to stderr as JSON (CREATORPAY_LOG_FORMAT=text for plain lines).
+
+    \b
+    Start here:
+      creatorpay dev                 the whole stack on this machine (make run)
+      creatorpay db upgrade          migrate the database (on every deploy)
+      creatorpay serve               the API under gunicorn
+      creatorpay admin create-key    an admin API key
+      creatorpay ledger verify       check the books
+      creatorpay webhooks status     the webhook inbox and its failed events
+      creatorpay metrics show        what GET /metrics answers
+
+    Run any command with --help for what it does and its options.
+    """
 
 
 @cli.group()
 def db() -> None:
-    """Database schema."""
+    """Database schema: Alembic migrations (run `db upgrade` on every deploy)."""
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", show_default=True,
+              help="The Alembic revision to migrate to.")
 def db_upgrade(revision: str) -> None:
-    """Apply migrations up to REVISION."""
+    """Apply migrations up to REVISION (the newest by default); safe to run again."""
     from payments.migrate import upgrade
 
     config = load_config()
@@ -47,7 +65,7 @@ def db_downgrade(revision: str) -> None:
 
 @cli.group()
 def admin() -> None:
-    """Operator tasks."""
+    """Operator tasks: admin API keys (create, rotate, revoke)."""
 
 
 @admin.command("create-key")
@@ -67,7 +85,7 @@ def admin_create_key(label: str | None) -> None:
 @admin.command("revoke-key")
 @click.argument("key")
 def admin_revoke_key(key: str) -> None:
-    """Revoke an API key of any role."""
+    """Revoke KEY, an API key of any role (ck_, fk_, bk_ or ak_); it stops working at once."""
     from payments.auth import revoke_key
     from payments.db import db as database
     from payments.db import session_scope
@@ -99,9 +117,14 @@ def admin_rotate_key(old_key: str) -> None:
 
 @cli.command("serve")
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
-@click.option("--threads", default=4, show_default=True)
+@click.option("--threads", default=4, show_default=True,
+              help="threads per gunicorn worker")
 def serve(workers: int, threads: int) -> None:
-    """Serve the API with gunicorn on 127.0.0.1:$CREATORPAY_PORT."""
+    """Serve the API with gunicorn on 127.0.0.1:$CREATORPAY_PORT (payments.wsgi:app).
+
+    For production, run gunicorn yourself with the same entry point and a public bind
+    (README.md, "Deploying").
+    """
     from payments.devserver import gunicorn_argv
 
     config = load_config()
@@ -113,12 +136,66 @@ def serve(workers: int, threads: int) -> None:
 
 @cli.command("dev", context_settings={"ignore_unknown_options": True})
 @click.option("--no-sandbox", is_flag=True, help="Talk to the Stripe API base configured instead.")
-@click.option("--no-migrate", is_flag=True)
+@click.option("--no-migrate", is_flag=True, help="Do not run `db upgrade` first.")
 def dev(no_sandbox: bool, no_migrate: bool) -> None:
-    """Run the whole stack (sandbox, web, worker, beat) under one supervisor; Ctrl-C stops all."""
+    """Run the whole stack (sandbox, web, worker, beat) under one supervisor; Ctrl-C stops all.
+
+    Logs are text lines here (CREATORPAY_LOG_FORMAT=json for JSON); the processes share
+    var/prometheus, so GET /metrics counts every web and worker process.
+    """
     from payments.devserver import run_stack
 
     sys.exit(run_stack(sandbox=not no_sandbox, migrate=not no_migrate))
+
+
+@cli.group()
+def metrics() -> None:
+    """Prometheus metrics: print them, serve a worker host's, roll the ledger's counters."""
+
+
+@metrics.command("show")
+def metrics_show() -> None:
+    """Print what GET /metrics answers: the database's metrics and this process's."""
+    from payments.db import db as database
+    from payments.db import session_scope
+    from payments.metrics import exposition
+
+    database.configure(load_config().database_url)
+    with session_scope() as session:
+        body, _ = exposition(session)
+    click.echo(body.decode(), nl=False)
+
+
+@metrics.command("serve")
+@click.option("--port", default=9100, show_default=True, help="Port to serve /metrics on.")
+@click.option("--bind", default="127.0.0.1", show_default=True, help="Address to bind.")
+def metrics_serve(port: int, bind: str) -> None:
+    """Serve this host's per-process metrics (PROMETHEUS_MULTIPROC_DIR: its Celery workers'
+    task failures and retries) for Prometheus to scrape; the database's metrics are the
+    web tier's GET /metrics."""
+    import time
+
+    from prometheus_client import start_http_server
+
+    from payments.metrics import process_registry
+
+    start_http_server(port, addr=bind, registry=process_registry())
+    click.echo(f"serving metrics on http://{bind}:{port}/metrics")
+    while True:
+        time.sleep(3600)
+
+
+@metrics.command("roll")
+def metrics_roll() -> None:
+    """Roll the ledger's postings counters forward now (beat does it every minute)."""
+    from payments.db import db as database
+    from payments.db import session_scope
+    from payments.ledger.metrics import roll
+
+    database.configure(load_config().database_url)
+    with session_scope() as session:
+        n = roll(session)
+    click.echo(f"ledger metrics: {n} new entries counted")
 
 
 def _load_domain_commands() -> None:
@@ -139,7 +216,9 @@ def _redact(url: str) -> str:
 def main(argv: list[str] | None = None) -> Any:
     try:
         config = load_config()  # fail fast, in one line, on a bad environment
-        from payments import clock
+        from payments import clock, logs
+
+        logs.configure(config)
 
         clock.follow(config.clock_url)  # the sandbox's clock, when Stripe is the sandbox
         _load_domain_commands()

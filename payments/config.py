@@ -66,6 +66,11 @@ class Config:
     # Dashboard: how long a sign-in link stays valid, and the session it opens (seconds).
     dashboard_link_ttl: int = 600
     dashboard_session_ttl: int = 3600
+    # Logs (payments/logs.py): "json" (one object a line) or "text"; the root level.
+    log_format: str = "json"
+    log_level: str = "INFO"
+    # GET /metrics answers only with ``Authorization: Bearer <token>`` when this is set.
+    metrics_token: str | None = field(default=None, repr=False)
     testing: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -146,6 +151,17 @@ def _rate_limit_storage(env: Mapping[str, str]) -> str | None:
 # The payout minimum of a currency not in CREATORPAY_PAYOUT_MINIMUMS: this many times Stripe's
 # minimum charge (usd 50 -> 1000, i.e. USD 10.00).
 PAYOUT_MINIMUM_DEFAULT = 20
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(PREFIX + name) or default).strip()
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise ConfigError(f"{PREFIX}{name}={raw!r} must be one of: " + ", ".join(choices))
 
 
 def _payout_minimums(env: Mapping[str, str]) -> dict[str, int]:
@@ -245,5 +261,8 @@ def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Confi
         secret_key=secret,
         dashboard_link_ttl=_int(env, "DASHBOARD_LINK_TTL", 600, 30, 86400),
         dashboard_session_ttl=_int(env, "DASHBOARD_SESSION_TTL", 3600, 60, 86400),
+        log_format=_choice(env, "LOG_FORMAT", "json", ("json", "text")),
+        log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
+        metrics_token=(env.get(PREFIX + "METRICS_TOKEN") or "").strip() or None,
     )
     return config.with_overrides(**overrides) if overrides else config

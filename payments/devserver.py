@@ -24,9 +24,12 @@ QUEUES = "default,webhooks,payouts,statements"
 def gunicorn_argv(port: int, workers: int, threads: int) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn", "payments.wsgi:app",
+        # Our log format for gunicorn's own lines; the request line (with its request id)
+        # comes from payments.observe instead of gunicorn's access log.
+        "--config", "python:payments.gunicorn_conf",
         "--bind", f"127.0.0.1:{port}",
         "--workers", str(workers), "--threads", str(threads),
-        "--access-logfile", "-", "--graceful-timeout", "10",
+        "--graceful-timeout", "10",
     ]
 
 
@@ -85,6 +88,19 @@ def run_stack(sandbox: bool = True, migrate: bool = True) -> int:
     )
     if sandbox:
         env["CREATORPAY_STRIPE_API_BASE"] = f"http://127.0.0.1:{config.sandbox_port}"
+    # Four processes share one terminal here: text lines read better than JSON objects
+    # there (production's default is json; CREATORPAY_LOG_FORMAT=json keeps it).
+    env.setdefault("CREATORPAY_LOG_FORMAT", "text")
+    from payments import logs
+
+    logs.configure(load_config(env))  # the supervisor's own lines too
+    # One multiprocess directory for web and worker processes: GET /metrics shows the
+    # requests of every gunicorn worker and the task failures of every Celery worker.
+    metrics_dir = env.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                                 str((Path(config.var_dir) / "prometheus").resolve()))
+    from payments.metrics import reset_multiprocess_dir
+
+    reset_multiprocess_dir(metrics_dir)
     if migrate:
         from payments.migrate import upgrade
 

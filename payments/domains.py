@@ -55,6 +55,9 @@ class Domain:
     # ``module:function`` of ``(session, creator) -> dict``: fields the domain adds to the
     # creator's public profile (tip-goal progress, tiers).
     profile: str | None = None
+    # A module exporting ``collect(session)``: Prometheus metric families read from the
+    # database at scrape time (payments/metrics.py).
+    metrics: str | None = None
     # Celery beat entries the domain runs: name -> celery ``beat_schedule`` entry.
     beat: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -96,6 +99,11 @@ def view_modules(names: Sequence[str] | None = None) -> list[ModuleType]:
 
 def commands(names: Sequence[str] | None = None) -> list[Any]:
     return [c for _, module in _modules("cli", names) for c in module.commands]
+
+
+def metrics_modules(names: Sequence[str] | None = None) -> list[ModuleType]:
+    """Modules exporting ``collect(session)`` (``GET /metrics``)."""
+    return [module for _, module in _modules("metrics", names)]
 
 
 def register_tasks(names: Sequence[str] | None = None) -> None:

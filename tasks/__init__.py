@@ -9,9 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import (
+    setup_logging,
+    task_failure,
+    task_postrun,
+    task_prerun,
+    task_retry,
+    worker_process_init,
+)
 
-from payments import clock, domains
+from payments import clock, domains, logs, metrics
 from payments.config import Config, load_config
 from payments.db import db
 
@@ -45,6 +52,32 @@ def _after_fork(**_: Any) -> None:
     # The parent may have opened a pool before forking; never share it across processes.
     db.dispose()
     db.configure(current_config().database_url, pre_ping=False)
+
+
+@setup_logging.connect
+def _logging(**_: Any) -> None:
+    # Our one setup (JSON or text, context fields, redaction) instead of Celery's own.
+    logs.configure(current_config())
+
+
+@task_prerun.connect
+def _task_started(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    logs.bind(task_id=task_id, task=getattr(task, "name", None))
+
+
+@task_postrun.connect
+def _task_ended(**_: Any) -> None:
+    logs.unbind("task_id", "task", "event_id")
+
+
+@task_failure.connect
+def _task_failed(sender: Any = None, **_: Any) -> None:
+    metrics.task_failed(getattr(sender, "name", None) or "unknown")
+
+
+@task_retry.connect
+def _task_retried(sender: Any = None, **_: Any) -> None:
+    metrics.task_retried(getattr(sender, "name", None) or "unknown")
 
 
 db.configure(load_config().database_url)

@@ -28,3 +28,12 @@ def mature() -> int:
 def checkpoint() -> int:
     with session_scope() as session:
         return service.checkpoint(session)
+
+
+@app.task(name="ledger.roll_metrics", acks_late=True)
+def roll_metrics() -> int:
+    """Beat: roll the ledger's postings counters (GET /metrics) forward."""
+    from payments.ledger import metrics
+
+    with session_scope() as session:
+        return metrics.roll(session)

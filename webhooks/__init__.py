@@ -10,6 +10,7 @@ DOMAIN = Domain(
     views="webhooks.views",
     cli="webhooks.cli",
     tasks="tasks.webhooks",
+    metrics="webhooks.metrics",
     beat={
         # Re-drive inbox rows stuck in "received" (enqueue lost, worker died) and backfill
         # events missed entirely from Stripe's Events API.

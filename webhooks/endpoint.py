@@ -28,6 +28,7 @@ from werkzeug.http import parse_options_header
 
 from payments.errors import InvalidRequest
 from payments.gateway import WebhookSignatureError, gateway_for
+from payments.observe import ROUTE_KEY
 from webhooks.notify import notifier
 from webhooks.routes import route_table
 from webhooks.writer import writer
@@ -129,6 +130,7 @@ class FastIngest:
             environ[INGEST_ERROR] = exc
             return self.flask(environ, start_response)
         body = _RECEIPTS[stored]
+        environ[ROUTE_KEY] = PATH  # for the request line and metrics (payments.observe)
         start_response("200 OK", [("Content-Type", "application/json"),
                                   ("Content-Length", str(len(body)))])
         return [body]

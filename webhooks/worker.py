@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from payments import logs
 from payments.clock import now_ts
 from payments.config import Config
 from payments.db import one_of, session_scope
@@ -267,6 +268,11 @@ class _Batch:
               ctx: EventContext, before_reading: list[ledger.JournalSpec]) -> None:
         """Every target's handler for one event; ``before_reading`` is posted first when a
         handler reads ledger balances."""
+        with logs.context(event_id=row.stripe_id):
+            self._apply(session, row, obj, ctx, before_reading)
+
+    def _apply(self, session: Session, row: WebhookEvent, obj: dict[str, Any],
+               ctx: EventContext, before_reading: list[ledger.JournalSpec]) -> None:
         ctx.event_created = row.stripe_created
         # A connected account's event names the account (its payouts, its account.updated).
         account = row.payload.get("account") if isinstance(row.payload, dict) else None
@@ -290,6 +296,7 @@ class _Batch:
             if target.route.reads_ledger:
                 _post(session, ctx.journals)
                 ctx.journals.clear()
+        log.debug("event %s (%s) applied", row.stripe_id, row.type)
 
 
 def _mark_processed_all(session: Session, rows: Sequence[WebhookEvent]) -> None:
@@ -319,6 +326,11 @@ def _apply_all(session: Session, batch: _Batch) -> None:
 
 def _settle_failure(row: WebhookEvent, exc: Exception) -> None:
     """Mark one event after its handler raised: retried later when it may pass, else failed."""
+    with logs.context(event_id=row.stripe_id):
+        _settle(row, exc)
+
+
+def _settle(row: WebhookEvent, exc: Exception) -> None:
     if isinstance(exc, TransientGatewayError):
         log.warning("event %s: transient error, will retry: %s", row.stripe_id, exc)
         inbox.schedule_retry(row, f"transient: {type(exc).__name__}: {exc}")
@@ -339,6 +351,9 @@ def process_rows(
     reader.new_batch()
     batch = _Batch(session, rows, reader, fee_rate, table or route_table())
     for row in batch.malformed:
+        with logs.context(event_id=row.stripe_id):
+            log.warning("event %s (%s) failed: malformed: no data.object", row.stripe_id,
+                        row.type)
         inbox.mark_failed(row, "malformed event: no data.object")
     if batched and len(batch.rows) > 1:
         try:
@@ -409,6 +424,7 @@ def drain(config: Config, batch_size: int = BATCH_SIZE, max_batches: int | None 
         for event_id in isolate:
             process_one(config, event_id, reader)
         done += len(ids)
+        log.info("settled a batch of %d events", len(ids), extra={"events": len(ids)})
     return done
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
@@ -43,6 +44,28 @@ class Readyz(MethodView):
         checks["broker"] = _check_broker(current_app.config["CREATORPAY"].broker_url)
         ok = all(v == "ok" for v in checks.values())
         return {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+
+
+@blp.route("/metrics")
+class Metrics(MethodView):
+    @blp.response(200, description="Prometheus text exposition (docs/architecture.md, "
+                  "\"Logs and metrics\")")
+    @blp.alt_response(401, description="CREATORPAY_METRICS_TOKEN is set and the bearer "
+                      "token is missing or wrong")
+    def get(self) -> Response:
+        """Prometheus metrics: requests, tasks, the webhook inbox, the ledger's postings."""
+        from payments.errors import Unauthorized
+        from payments.metrics import exposition
+
+        token = current_app.config["CREATORPAY"].metrics_token
+        if token is not None:
+            sent = request.headers.get("Authorization", "")
+            scheme, _, value = sent.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    value.strip().encode(), token.encode()):
+                raise Unauthorized("A valid metrics token is required.", code="unauthorized")
+        body, content_type = exposition(request_session())
+        return Response(body, status=200, content_type=content_type)
 
 
 def _check_broker(url: str) -> str:

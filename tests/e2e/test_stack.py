@@ -91,6 +91,19 @@ def test_make_run_stack_takes_a_tip_to_available_and_stops_on_ctrl_c(tmp_path: P
         assert out.returncode == 0, out.stderr
         balance = get("/v1/creators/me/balance", key).json()["balances"][0]
         assert balance["pending"] == 0 and balance["available"] == 1276
+        # GET /metrics from gunicorn: the requests of every web worker process (the
+        # multiprocess directory under var/), the ledger and the inbox from the database.
+        from prometheus_client.parser import text_string_to_metric_families
+
+        scraped = get("/metrics")
+        assert scraped.status_code == 200 and scraped.headers["X-Request-Id"].startswith("req_")
+        samples = {(x.name, tuple(sorted(x.labels.items()))): x.value
+                   for f in text_string_to_metric_families(scraped.text) for x in f.samples}
+        tips = (("method", "POST"), ("route", "/v1/tips"), ("status", "201"))
+        assert samples[("creatorpay_http_requests_total", tips)] == 1
+        assert samples[("creatorpay_ledger_journals_total", (("kind", "tip"),))] >= 1
+        assert samples[("creatorpay_webhook_inbox_backlog", (("status", "received"),))] == 0
+        assert list((tmp_path / "var" / "prometheus").glob("*.db"))
         kids = children_of(proc.pid)
         assert len(kids) >= 4  # sandbox, gunicorn (+ its workers), worker (+ pool), beat
     finally:
