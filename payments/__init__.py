@@ -81,6 +81,7 @@ def create_app(config: Config | None = None, *, enqueue: Enqueue | None = None) 
         init = getattr(module, "init_app", None)
         if init is not None:
             init(app)
+    _check_presented_keys(app)
     limits.init_app(app, config)  # after the blueprints: it limits the routes they serve
     return app
 
@@ -89,6 +90,15 @@ class CreatorpayApi(Api):  # type: ignore[misc]
     """flask-smorest's Api documenting every error in the contract's shape."""
 
     ERROR_SCHEMA = ErrorSchema
+
+
+def _check_presented_keys(app: Flask) -> None:
+    """Every ``/v1`` route authenticates a key it is given (see ``auth.check_presented_key``)."""
+    from payments.auth import check_presented_key
+
+    endpoints = {r.endpoint for r in app.url_map.iter_rules() if r.rule.startswith("/v1/")}
+    for endpoint in endpoints:
+        app.view_functions[endpoint] = check_presented_key(app.view_functions[endpoint])
 
 
 def _serve_swagger_assets(app: Flask) -> None:

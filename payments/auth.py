@@ -113,7 +113,10 @@ def current_principal(optional: bool = False) -> Principal | None:
     from payments.db import request_session
 
     if "principal" in g:
-        return cast(Principal | None, g.principal)
+        known = cast(Principal | None, g.principal)
+        if known is None and not optional:
+            raise Unauthorized("An API key is required.", code="missing_api_key")
+        return known
     key = parse_authorization(request.headers.get("Authorization"))
     if key is None:
         if optional:
@@ -146,6 +149,22 @@ def require(*roles: str, allow_anonymous: bool = False) -> Callable[[F], F]:
         return cast(F, wrapper)
 
     return decorator
+
+
+def check_presented_key(fn: F) -> F:
+    """Authenticate whatever key the request presents, even where none is needed.
+
+    Wrapped around every ``/v1`` view by the app factory (inside the rate limits, so ``429``
+    still comes first): a malformed, unknown or revoked key is ``401`` on public routes too,
+    as Stripe answers, so a revoked key works nowhere. Without a key the view decides.
+    """
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        current_principal(optional=True)
+        return fn(*args, **kwargs)
+
+    return cast(F, wrapper)
 
 
 def principal() -> Principal:
