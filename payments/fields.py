@@ -84,6 +84,31 @@ class CountryCode(fields.String):
         return value.upper()
 
 
+def nul_path(data: Any, prefix: str = "") -> str | None:
+    """The dotted path of the first string holding a NUL character in parsed input, or None.
+
+    No client text may carry one: PostgreSQL refuses it in text (a 500 where SQLite stored
+    it), and no name, message or id needs it.
+    """
+    if isinstance(data, str):
+        return (prefix.rstrip(".") or "body") if "\x00" in data else None
+    if isinstance(data, dict) or hasattr(data, "getlist"):
+        for key in data:
+            if "\x00" in str(key):
+                return prefix.rstrip(".") or "body"
+            values = data.getlist(key) if hasattr(data, "getlist") else [data[key]]
+            for value in values:
+                found = nul_path(value, f"{prefix}{key}.")
+                if found:
+                    return found
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found = nul_path(value, f"{prefix}{i}.")
+            if found:
+                return found
+    return None
+
+
 class ErrorBodySchema(Schema):
     code = fields.String(required=True)
     message = fields.String(required=True)
