@@ -93,7 +93,9 @@ def create_app(config: Config | None = None, *, enqueue: Enqueue | None = None) 
 
 
 class _NoNulConverter(UnicodeConverter):
-    regex = "[^/\x00]+"
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002
+        super().__init__(map, *args, **kwargs)
+        self.regex = self.regex.replace("[^/]", "[^/\x00]")
 
 
 def _refuse_nul_characters(parser: Any) -> None:

@@ -7,8 +7,9 @@ principal ``403 wrong_role``; the right kind but another owner's object ``404``,
 if it did not exist, so ids do not leak; ``/me`` routes and lists answer the caller's own.
 
 Each request runs in a savepoint rolled back afterwards, so every caller meets the same
-objects (made by the ``world`` fixture). A refused request (any 4xx) must leave every table
-as it was, call Stripe not at all and enqueue nothing.
+objects (made by the ``world`` fixture). A refused request must leave every table as it
+was, call Stripe not at all and enqueue nothing. No answer of any route to any caller shows
+an API key (shown once, in its sign-up answer) or a webhook or Stripe secret.
 
 A route with no line in EXPECTED fails the test by name: adding a route means adding a
 line here, e.g. ``"POST /v1/creators/me/dashboard_links": mine(creator=201),``.
@@ -225,6 +226,11 @@ def test_every_route_answers_every_role_as_the_contract_says(world: World) -> No
     values = path_values(w)
     conn = db._bound  # noqa: SLF001 - the test's connection: each request in a savepoint
     baseline = tables_snapshot(conn)
+    config = w.app.config["CREATORPAY"]
+    secrets = {f"{role}'s key": k for role, k in w.keys.items() if k}
+    secrets.update({f"webhook secret {i}": s for i, s in enumerate(config.stripe_webhook_secrets)})
+    secrets["Stripe secret key"] = config.stripe_secret_key or ""
+    secrets = {name: value for name, value in secrets.items() if value}
     stripe_calls = w.sandbox.stats()["requests"]
     wrong: list[str] = []
     checked = 0
@@ -241,6 +247,10 @@ def test_every_route_answers_every_role_as_the_contract_says(world: World) -> No
             try:
                 r = w.client.open(path, method=method, headers=headers, **extra)
                 checked += 1
+                text = r.get_data(as_text=True)
+                shown = [name for name, secret in secrets.items() if secret in text]
+                if shown:  # keys are shown once, at sign-up; secrets never
+                    wrong.append(f"{key} as {role}: the answer shows {shown}")
                 if r.status_code != expected:
                     wrong.append(f"{key} as {role}: {r.status_code} (expected {expected}) "
                                  f"{r.get_data(as_text=True)[:160]}")
