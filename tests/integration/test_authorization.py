@@ -12,7 +12,10 @@ was, call Stripe not at all and enqueue nothing. No answer of any route to any c
 an API key (shown once, in its sign-up answer) or a webhook or Stripe secret.
 
 A route with no line in EXPECTED fails the test by name: adding a route means adding a
-line here, e.g. ``"POST /v1/creators/me/dashboard_links": mine(creator=201),``.
+line here, e.g. ``"POST /v1/creators/me/dashboard_links": mine(creator=201),``,
+``"GET /metrics": infra(200),`` or, for a page that sends visitors without a session to
+log in, ``"GET /dashboard": {**infra(200), "none": 302},``. The same table tells
+tests/integration/test_schemathesis.py which key to call each operation with.
 """
 
 from __future__ import annotations

@@ -66,8 +66,9 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 def roles_for(method: str, path: str) -> list[str]:
     """Roles that get past authorization on this operation (in the matrix's table)."""
-    rule = path.replace("{", "<").replace("}", ">")
-    expected = EXPECTED[route_key(method.upper(), rule)]
+    key = route_key(method.upper(), path.replace("{", "<").replace("}", ">"))
+    assert key in EXPECTED, f"{key} has no line in test_authorization.EXPECTED: add one"
+    expected = EXPECTED[key]
     return [role for role, status in expected.items()
             if status not in (401, 403) and role != "revoked"] or ["none"]
 
