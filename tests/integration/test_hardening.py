@@ -199,3 +199,12 @@ def test_nul_characters_are_refused_never_a_500(client: Any) -> None:
     assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found"
     r = client.get("/v1/creators/%00")
     assert r.status_code == 404
+
+
+def test_a_signed_event_whose_id_holds_a_nul_is_400(client: Any, base_config: Config,
+                                                   db_session: Any, no_drain: None) -> None:
+    event_id, body = _event()
+    bad = body.replace(event_id.encode(), (event_id + "\\u0000").encode())
+    r = _deliver(client, bad, base_config.stripe_webhook_secrets[0])
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "invalid_payload"
+    assert db_session.scalar(select(func.count()).select_from(WebhookEvent)) == 0
