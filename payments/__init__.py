@@ -13,6 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 from werkzeug.routing import UnicodeConverter
 
 from payments import clock, domains, limits
+from payments.auth import SECURITY_SCHEME
 from payments.config import Config, load_config
 from payments.fields import ErrorSchema, nul_path
 from payments.queue import Enqueue, celery_enqueue
@@ -79,6 +80,10 @@ def create_app(config: Config | None = None, *, enqueue: Enqueue | None = None) 
     ArgumentsMixin.ARGUMENTS_PARSER.DEFAULT_VALIDATION_STATUS = 400
     _refuse_nul_characters(ArgumentsMixin.ARGUMENTS_PARSER)
     api = CreatorpayApi(app)
+    api.spec.components.security_scheme(SECURITY_SCHEME, {
+        "type": "http", "scheme": "bearer",
+        "description": "An API key: ck_ creator, fk_ fan, bk_ brand, ak_ admin. Each operation "
+                       "that needs one names the kinds it takes in x-roles."})
     # After the Api: its own HTTPException handler must not shadow ours.
     errors.init_app(app)
     for module in domains.view_modules():

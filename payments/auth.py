@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
@@ -146,9 +147,24 @@ def require(*roles: str, allow_anonymous: bool = False) -> Callable[[F], F]:
                 )
             return fn(*args, **kwargs)
 
+        _document(wrapper, roles, allow_anonymous)
         return cast(F, wrapper)
 
     return decorator
+
+
+SECURITY_SCHEME = "apiKey"
+
+
+def _document(view: Any, roles: tuple[str, ...], allow_anonymous: bool) -> None:
+    """Say in the OpenAPI document who may call ``view``: the bearer key it needs (optional
+    with ``allow_anonymous``) and, as ``x-roles``, the kinds of principal (flask-smorest
+    merges ``_apidoc["manual_doc"]`` into the operation)."""
+    doc = deepcopy(getattr(view, "_apidoc", {}))
+    manual = doc.setdefault("manual_doc", {})
+    manual["security"] = [{SECURITY_SCHEME: []}] + ([{}] if allow_anonymous else [])
+    manual["x-roles"] = list(roles) + (["guest"] if allow_anonymous else [])
+    view._apidoc = doc
 
 
 def check_presented_key(fn: F) -> F:

@@ -283,3 +283,26 @@ def test_every_route_answers_every_role_as_the_contract_says(world: World) -> No
            f"({checked} requests)")
     assert not wrong, "\n".join(wrong)
     assert checked == len(routes) * len(ROLES)
+
+
+def test_the_document_names_who_may_call_each_operation(client: Any) -> None:
+    """/openapi.json says who may call what (``security`` and ``x-roles``, from each view's
+    ``require``), and it agrees with the table above, which the requests check."""
+    spec = client.get("/openapi.json").get_json()
+    assert spec["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    disagree = []
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            key = route_key(method.upper(), path.replace("{", "<").replace("}", ">"))
+            allowed = {("guest" if role == "none" else role)
+                       for role, status in EXPECTED[key].items()
+                       if role not in SECOND and role != "revoked" and status not in (401, 403)}
+            documented = set(op.get("x-roles", []))
+            public_route = allowed == {"guest", "fan", "creator", "brand", "admin"}
+            if (documented or not public_route) and documented != allowed:
+                disagree.append(f"{key}: document {sorted(documented)}, table {sorted(allowed)}")
+            if bool(documented) != ("security" in op):
+                disagree.append(f"{key}: x-roles and security disagree")
+    assert not disagree, "\n".join(disagree)
