@@ -7,11 +7,14 @@ from typing import Any
 from flask import Flask, request
 from flask_smorest import Api
 from flask_smorest.arguments import ArgumentsMixin
+from marshmallow import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.routing import UnicodeConverter
 
 from payments import clock, domains, limits, logs, observe
+from payments.auth import SECURITY_SCHEME
 from payments.config import Config, load_config
-from payments.fields import ErrorSchema
+from payments.fields import ErrorSchema, nul_path
 from payments.queue import Enqueue, celery_enqueue
 from payments.web import EXTENSION
 
@@ -26,6 +29,9 @@ def create_app(config: Config | None = None, *, enqueue: Enqueue | None = None) 
     """
     config = config or load_config()
     app = Flask(__name__)
+    # A NUL in a path segment matches no route (404): no id holds one, and PostgreSQL would
+    # refuse to compare it (a 500).
+    app.url_map.converters["string"] = app.url_map.converters["default"] = _NoNulConverter
     app.config.update(
         CREATORPAY=config,
         MAX_CONTENT_LENGTH=MAX_BODY,
@@ -71,7 +77,12 @@ def create_app(config: Config | None = None, *, enqueue: Enqueue | None = None) 
     ArgumentsMixin.ARGUMENTS_PARSER.DEFAULT_UNKNOWN_BY_LOCATION = {}
     # Invalid input is a 400 in our contract (and documented so), not webargs' 422.
     ArgumentsMixin.ARGUMENTS_PARSER.DEFAULT_VALIDATION_STATUS = 400
+    _refuse_nul_characters(ArgumentsMixin.ARGUMENTS_PARSER)
     api = CreatorpayApi(app)
+    api.spec.components.security_scheme(SECURITY_SCHEME, {
+        "type": "http", "scheme": "bearer",
+        "description": "An API key: ck_ creator, fk_ fan, bk_ brand, ak_ admin. Each operation "
+                       "that needs one names the kinds it takes in x-roles."})
     # After the Api: its own HTTPException handler must not shadow ours.
     errors.init_app(app)
     for module in domains.view_modules():
@@ -80,6 +91,7 @@ def create_app(config: Config | None = None, *, enqueue: Enqueue | None = None) 
         init = getattr(module, "init_app", None)
         if init is not None:
             init(app)
+    _check_presented_keys(app)
     limits.init_app(app, config)  # after the blueprints: it limits the routes they serve
     # Last, so it is the outermost WSGI layer: request ids, the request line and request
     # metrics for every answer, the webhook fast path's included.
@@ -87,10 +99,43 @@ def create_app(config: Config | None = None, *, enqueue: Enqueue | None = None) 
     return app
 
 
+class _NoNulConverter(UnicodeConverter):
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002
+        super().__init__(map, *args, **kwargs)
+        self.regex = self.regex.replace("[^/]", "[^/\x00]")
+
+
+def _refuse_nul_characters(parser: Any) -> None:
+    """Input (JSON bodies, query strings) with a NUL character anywhere is a 400 naming the
+    field, at the input stage of the contract's order (once per process)."""
+    if getattr(parser, "_creatorpay_nul_check", False):
+        return
+    load = parser._load_location_data
+
+    def checked(*, schema: Any, req: Any, location: str) -> Any:
+        data = load(schema=schema, req=req, location=location)
+        path = nul_path(data)
+        if path is not None:
+            raise ValidationError({path: ["Text may not contain the NUL character."]})
+        return data
+
+    parser._load_location_data = checked
+    parser._creatorpay_nul_check = True
+
+
 class CreatorpayApi(Api):  # type: ignore[misc]
     """flask-smorest's Api documenting every error in the contract's shape."""
 
     ERROR_SCHEMA = ErrorSchema
+
+
+def _check_presented_keys(app: Flask) -> None:
+    """Every ``/v1`` route authenticates a key it is given (see ``auth.check_presented_key``)."""
+    from payments.auth import check_presented_key
+
+    endpoints = {r.endpoint for r in app.url_map.iter_rules() if r.rule.startswith("/v1/")}
+    for endpoint in endpoints:
+        app.view_functions[endpoint] = check_presented_key(app.view_functions[endpoint])
 
 
 def _serve_swagger_assets(app: Flask) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
@@ -113,7 +114,10 @@ def current_principal(optional: bool = False) -> Principal | None:
     from payments.db import request_session
 
     if "principal" in g:
-        return cast(Principal | None, g.principal)
+        known = cast(Principal | None, g.principal)
+        if known is None and not optional:
+            raise Unauthorized("An API key is required.", code="missing_api_key")
+        return known
     key = parse_authorization(request.headers.get("Authorization"))
     if key is None:
         if optional:
@@ -143,9 +147,40 @@ def require(*roles: str, allow_anonymous: bool = False) -> Callable[[F], F]:
                 )
             return fn(*args, **kwargs)
 
+        _document(wrapper, roles, allow_anonymous)
         return cast(F, wrapper)
 
     return decorator
+
+
+SECURITY_SCHEME = "apiKey"
+
+
+def _document(view: Any, roles: tuple[str, ...], allow_anonymous: bool) -> None:
+    """Say in the OpenAPI document who may call ``view``: the bearer key it needs (optional
+    with ``allow_anonymous``) and, as ``x-roles``, the kinds of principal (flask-smorest
+    merges ``_apidoc["manual_doc"]`` into the operation)."""
+    doc = deepcopy(getattr(view, "_apidoc", {}))
+    manual = doc.setdefault("manual_doc", {})
+    manual["security"] = [{SECURITY_SCHEME: []}] + ([{}] if allow_anonymous else [])
+    manual["x-roles"] = list(roles) + (["guest"] if allow_anonymous else [])
+    view._apidoc = doc
+
+
+def check_presented_key(fn: F) -> F:
+    """Authenticate whatever key the request presents, even where none is needed.
+
+    Wrapped around every ``/v1`` view by the app factory (inside the rate limits, so ``429``
+    still comes first): a malformed, unknown or revoked key is ``401`` on public routes too,
+    as Stripe answers, so a revoked key works nowhere. Without a key the view decides.
+    """
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        current_principal(optional=True)
+        return fn(*args, **kwargs)
+
+    return cast(F, wrapper)
 
 
 def principal() -> Principal:

@@ -234,6 +234,7 @@ def _parse_event_body(raw_body: bytes) -> dict[str, Any]:
         raise WebhookSignatureError("Body is not valid JSON.", code="invalid_payload") from exc
     if (not isinstance(event, dict) or not isinstance(event.get("id"), str)
             or not 0 < len(event["id"]) <= 255
+            or "\x00" in event["id"]  # no Stripe id has one; PostgreSQL refuses it (a 500)
             or not isinstance(event.get("type"), str)
             or not isinstance(event.get("data"), dict)
             # What the inbox stores from the envelope: Stripe always sends these types.

@@ -44,6 +44,11 @@ def gateway_error(exc: GatewayError | TransientGatewayError) -> PaymentsError:
                              extra={"decline_code": exc.decline_code})
     if exc.http_status == 400:
         return InvalidRequest(exc.message, code=exc.code or "invalid_request", param=exc.param)
+    if exc.http_status == 404 and exc.param == "payment_method":
+        # Every payment method we send Stripe is one the client named: an unknown one is the
+        # client's mistake (400, as for the per-card rule), not Stripe failing us (502).
+        return InvalidRequest(exc.message, code=exc.code or "invalid_payment_method",
+                              param="payment_method")
     return PaymentsError(f"Stripe refused the request: {exc.message}",
                          code=exc.code or "stripe_error", status_code=502)
 

@@ -50,6 +50,7 @@ class WebhookEvents(MethodView):
     @require("admin")
     @blp.arguments(EventQuerySchema, location="query")
     @blp.response(200, InboxPageSchema)
+    @blp.alt_response(404, description="starting_after: no such event")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """The inbox, newest first, optionally by status (received, processed, failed)."""
         rows, more = inbox.list_events(

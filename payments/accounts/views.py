@@ -63,6 +63,7 @@ class CreatorMe(MethodView):
 @blp.route("/creators/<string:ref>")
 class CreatorPublic(MethodView):
     @blp.response(200, schemas.CreatorPublicSchema)
+    @blp.alt_response(404, description="No such creator (creator_not_found)")
     def get(self, ref: str) -> dict[str, Any]:
         """A creator's public profile, by handle or id; never the email."""
         session = request_session()

@@ -40,7 +40,9 @@ class DealReasonSchema(StrictSchema):
 
 class MilestoneSubmitSchema(StrictSchema):
     proof_url = fields.Url(required=True, schemes={"http", "https"},
-                           validate=validate.Length(1, 2000))
+                           validate=validate.Length(1, 2000),
+                           metadata={"format": "uri",
+                                     "pattern": r"^https?://[a-z0-9-]+\.[a-z]{2,}/"})
     note = fields.String(validate=validate.Length(1, 2000), allow_none=True)
 
 

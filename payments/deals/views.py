@@ -96,6 +96,7 @@ class Deals(MethodView):
     @require("brand", "creator")
     @blp.arguments(schemas.DealListQuerySchema, location="query")
     @blp.response(200, schemas.DealPageSchema)
+    @blp.alt_response(404, description="starting_after: no such deal")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """The brand's or the creator's deals, newest first; ``status`` filters."""
         session = request_session()

@@ -25,6 +25,8 @@ class LedgerQuerySchema(ListQuerySchema):
     # refuses anything; a Range validator raises.
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     currency = CurrencyCode()
+    starting_after = fields.String(metadata={"description": "A ledger entry id (le_...)",
+                                             "pattern": "^le_[A-Za-z0-9]+$"})
     effective_gte = fields.Integer(
         data_key="effective_at[gte]", validate=validate.Range(min=0)
     )

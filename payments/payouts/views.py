@@ -30,6 +30,7 @@ class Payouts(MethodView):
     @require("creator")
     @blp.arguments(schemas.PayoutListQuerySchema, location="query")
     @blp.response(200, schemas.PayoutPageSchema)
+    @blp.alt_response(404, description="starting_after: no such payout")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """The creator's payouts, newest first."""
         rows, more = service.list_payouts(request_session(), _creator_id(), query["limit"],

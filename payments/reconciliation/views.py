@@ -18,7 +18,8 @@ blp = Blueprint("reconciliation", __name__, url_prefix="/v1",
 
 
 class ReconciliationQuerySchema(StrictSchema):
-    date = fields.String(required=True, metadata={"description": "YYYY-MM-DD (UTC)"})
+    date = fields.String(required=True, metadata={"description": "YYYY-MM-DD (UTC)",
+                                                  "format": "date"})
 
     @validates("date")
     def _check(self, value: str, **_: Any) -> None:

@@ -43,7 +43,8 @@ def with_period(fn: F) -> F:
 
 class StatementListQuerySchema(StrictSchema):
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    starting_after = fields.String(metadata={"description": "A period (YYYY-MM)"})
+    starting_after = fields.String(metadata={"description": "A period (YYYY-MM)",
+                                             "pattern": r"^[1-9]\d{3}-(0[1-9]|1[0-2])$"})
     currency = CurrencyCode()
 
 

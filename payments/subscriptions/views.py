@@ -214,6 +214,7 @@ class Subscriptions(MethodView):
     @require("fan")
     @blp.arguments(schemas.SubscriptionListQuerySchema, location="query")
     @blp.response(200, schemas.SubscriptionPageSchema)
+    @blp.alt_response(404, description="starting_after: no such subscription")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """The fan's own subscriptions, newest first."""
         return _page(query, fan_id=_owner())
@@ -370,6 +371,7 @@ class Subscribers(MethodView):
     @require("creator")
     @blp.arguments(schemas.SubscriptionListQuerySchema, location="query")
     @blp.response(200, schemas.SubscriptionPageSchema)
+    @blp.alt_response(404, description="starting_after: no such subscription")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """The creator's subscribers (status, tier, renewal date), newest first."""
         return _page(query, creator_id=_owner())

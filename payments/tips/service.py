@@ -23,7 +23,7 @@ from payments.db import for_update
 from payments.errors import Conflict, InvalidRequest, InvalidTransition, NotFound, RateLimited
 from payments.events import stripe_int
 from payments.ledger import service as ledger
-from payments.money import split_fee
+from payments.money import Money, split_fee
 from payments.tips.models import Tip, TipRefund
 
 MAX_MESSAGE_CHARS = 500
@@ -110,8 +110,9 @@ def create_tip(
         )
     if amount > rules.max_amount:
         raise InvalidRequest(
-            f"The largest tip is {rules.max_amount} minor units.", code="amount_too_large",
-            param="amount",
+            f"The largest tip is {Money(rules.max_amount, currency).format()} "
+            f"({rules.max_amount} in minor units); {amount} was asked.",
+            code="amount_too_large", param="amount",
         )
     guest_email = None if fan_id is not None else str(data["email"]).lower()
     if rules.per_fan is not None:

@@ -173,6 +173,7 @@ class CreatorTips(MethodView):
     @require("creator")
     @blp.arguments(schemas.TipListQuerySchema, location="query")
     @blp.response(200, schemas.TipPageSchema)
+    @blp.alt_response(404, description="starting_after: no such tip")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """The creator's tips, newest first."""
         session = request_session()

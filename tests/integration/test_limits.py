@@ -9,6 +9,7 @@ import pytest
 
 from payments.config import Config
 from payments.limits import RULES
+from tests.fixtures.summary import count
 
 
 def rule(name: str) -> Any:
@@ -31,8 +32,12 @@ def limited_client(base_config: Config, db_session: Any) -> Any:
 def post(client: Any, path: str, ip: str, key: str | None = None,
          body: dict[str, Any] | None = None) -> Any:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return client.post(path, json=body if body is not None else {}, headers=headers,
-                       environ_base={"REMOTE_ADDR": ip})
+    r = client.post(path, json=body if body is not None else {}, headers=headers,
+                    environ_base={"REMOTE_ADDR": ip})
+    count("rate limits: requests sent")
+    if r.status_code == 429:
+        count("rate limits: requests refused with 429")
+    return r
 
 
 def assert_limited(r: Any) -> None:

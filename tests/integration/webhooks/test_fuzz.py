@@ -26,6 +26,7 @@ from payments.clock import now_ts
 from payments.db import session_scope
 from payments.gateway import GatewayError, TransientGatewayError, sign_payload
 from payments.ledger import service as ledger
+from tests.fixtures.summary import count
 from webhooks import inbox
 from webhooks.models import FAILED, PROCESSED, RECEIVED, WebhookEvent
 from webhooks.routes import route_table
@@ -131,6 +132,8 @@ def _settled(row: WebhookEvent) -> bool:
 def test_every_handler_settles_every_mutated_event(
     db_session: Any, data: st.DataObject, batch: list[dict[str, Any]],
 ) -> None:
+    count("hypothesis examples, webhook handlers (batches of mutated events)")
+    count("hypothesis examples, webhook handlers: events applied", len(batch))
     with session_scope() as session:
         stored = inbox.store_events_returning(session, batch, via="webhook")
         rows = list(session.scalars(select(WebhookEvent).where(
@@ -169,6 +172,7 @@ def _encode(value: Any) -> bytes:
 def test_the_endpoint_answers_any_signed_body_with_200_or_400(
     client: Any, base_config: Any, body: bytes,
 ) -> None:
+    count("hypothesis examples, webhook endpoint (signed bodies)")
     secret = base_config.stripe_webhook_secrets[0]
     with mock.patch("webhooks.endpoint.notifier"):  # no drain: only the answer is tested
         r = client.post("/webhooks/stripe", data=body, content_type="application/json",
