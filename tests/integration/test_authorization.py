@@ -137,6 +137,14 @@ EXPECTED: dict[str, dict[str, int]] = {
     "GET /v1/admin/reconciliation": mine(admin=200),
     "GET /v1/admin/webhook-events": mine(admin=200),
     "POST /v1/admin/webhook-events/<event_id>/replay": mine(admin=200),
+    "POST /v1/creators/me/dashboard_links": mine(creator=201),
+    "GET /metrics": infra(200),  # no CREATORPAY_METRICS_TOKEN in the suite
+    # The dashboard's HTML pages never read API keys: a session cookie or a sign-in link.
+    "GET /dashboard": infra(401),  # no session cookie
+    "GET /dashboard/statements/<period>.<fmt>": infra(401),
+    "GET /dashboard/sign-in": infra(401),  # no token
+    "POST /dashboard/sign-in": infra(401),
+    "POST /dashboard/sign-out": infra(200),  # ends a session if there is one
 }
 
 
@@ -197,7 +205,7 @@ def path_values(w: World) -> dict[str, str]:
             "deal_id": w.ids["deal"], "milestone_id": w.ids["milestone"],
             "payout_id": w.ids["payout"], "period": w.ids["period"],
             "ref": w.handles["creator"], "event_id": w.ids["event"],
-            "filename": "swagger-ui.css"}
+            "filename": "swagger-ui.css", "fmt": "csv"}
 
 
 PARAM = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
