@@ -34,6 +34,7 @@ DOMAINS: tuple[str, ...] = (
     "payments.payouts",
     "payments.statements",
     "payments.reconciliation",
+    "payments.jobs",
     "webhooks",
 )
 
