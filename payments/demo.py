@@ -90,7 +90,7 @@ class Expected:
 
 class Demo:
     def __init__(self, api_url: str, sandbox_url: str, admin_key: str | None,
-                 console: Console, platform_fee_rate: Decimal, timeout: float = 60.0) -> None:
+                 console: Console, platform_fee_rate: Decimal, timeout: float = 120.0) -> None:
         self.api_url = api_url.rstrip("/")
         self.sandbox_url = sandbox_url.rstrip("/")
         self.admin_key = admin_key
@@ -111,7 +111,7 @@ class Demo:
         headers = kwargs.pop("headers", {})
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        r = self.http.request(method, self.api_url + path, headers=headers, timeout=30, **kwargs)
+        r = self._request(method, self.api_url + path, headers=headers, **kwargs)
         if r.status_code == 429:
             raise DemoFailed(
                 f"{method} {path} was rate limited ({r.json()['error']['message']}). Each run "
@@ -121,20 +121,25 @@ class Demo:
             raise DemoFailed(f"{method} {path} answered {r.status_code}: {r.text[:400]}")
         return r.json() if r.content else None
 
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self.http.request(method, url, timeout=60, **kwargs)
+        except requests.RequestException as exc:
+            raise DemoFailed(f"{method} {url}: no answer ({type(exc).__name__}: {exc})") from None
+
     def admin(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.api(method, path, self.admin_key, **kwargs)
 
     def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        r = self.http.request(method, f"{self.sandbox_url}/_sandbox{path}", json=body,
-                              timeout=60)
+        r = self._request(method, f"{self.sandbox_url}/_sandbox{path}", json=body)
         if r.status_code >= 300:
             raise DemoFailed(f"sandbox {method} {path} answered {r.status_code}: {r.text[:400]}")
         return r.json() if r.content else None
 
     def stripe(self, method: str, path: str, data: dict[str, str] | None = None) -> Any:
         """The sandbox's Stripe REST API (form-encoded, as Stripe's)."""
-        r = self.http.request(method, self.sandbox_url + path, data=data,
-                              headers={"Authorization": f"Bearer {STRIPE_KEY}"}, timeout=30)
+        r = self._request(method, self.sandbox_url + path, data=data,
+                          headers={"Authorization": f"Bearer {STRIPE_KEY}"})
         if r.status_code >= 300:
             raise DemoFailed(f"Stripe {method} {path} answered {r.status_code}: {r.text[:400]}")
         return r.json()
@@ -280,7 +285,7 @@ class Demo:
         answers = []
         for url in (self.api_url + "/readyz", self.sandbox_url + "/_sandbox/clock"):
             try:
-                answers.append(self.http.get(url, timeout=5))
+                answers.append(self.http.get(url, timeout=30))
             except requests.RequestException as exc:
                 raise StackDown(f"nothing answers at {url}: {type(exc).__name__}") from None
         ready, clock = answers
@@ -306,7 +311,7 @@ class Demo:
         if not events:
             return
         for event in events:
-            r = self.http.get(f"{self.sandbox_url}/v1/events/{event['id']}", timeout=30,
+            r = self._request("GET", f"{self.sandbox_url}/v1/events/{event['id']}",
                               headers={"Authorization": f"Bearer {STRIPE_KEY}"})
             if r.status_code == 200:
                 return  # the same sandbox: its days and the ledger's agree
