@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres lint typecheck bench clean
+.PHONY: run demo test test-sqlite test-postgres lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "creatorpay needs Python 3.11+")'
@@ -22,6 +22,12 @@ install: $(STAMP)
 # Sandbox, web (gunicorn), Celery worker and beat under one supervisor; Ctrl-C stops them all.
 run: $(STAMP)
 	$(BIN)/creatorpay dev
+
+# The guided demo against the `make run` stack (run that in another terminal first): every
+# flow once, then the balances, statements, trial balance and reconciliation, checked.
+# Exit 1 if any figure does not reconcile, 2 if the stack is not up.
+demo: $(STAMP)
+	$(BIN)/creatorpay demo
 
 # The whole suite: lint, types, the SQLite leg, then the PostgreSQL + Redis leg when
 # CREATORPAY_TEST_DATABASE_URL and CREATORPAY_TEST_BROKER_URL are set (CI sets both).

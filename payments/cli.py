@@ -198,6 +198,29 @@ def metrics_roll() -> None:
     click.echo(f"ledger metrics: {n} new entries counted")
 
 
+@cli.command("demo")
+@click.option("--api-url", default=None, help="The API [default: http://127.0.0.1:$CREATORPAY_PORT]")
+@click.option("--sandbox-url", default=None,
+              help="The Stripe sandbox [default: http://127.0.0.1:$CREATORPAY_SANDBOX_PORT]")
+@click.option("--admin-key", envvar="CREATORPAY_ADMIN_KEY", default=None,
+              help="An ak_ admin key [default: $CREATORPAY_VAR_DIR/admin_key, made by "
+                   "`creatorpay dev`]")
+def demo(api_url: str | None, sandbox_url: str | None, admin_key: str | None) -> None:
+    """Walk through the mission against the `make run` stack, then check every figure.
+
+    Exit 0 when everything reconciles, 1 when a check fails, 2 when the stack is not up.
+    """
+    from payments.demo import default_admin_key, run_demo
+
+    config = load_config()
+    sys.exit(run_demo(
+        api_url or f"http://127.0.0.1:{config.port}",
+        sandbox_url or f"http://127.0.0.1:{config.sandbox_port}",
+        admin_key or default_admin_key(config.var_dir),
+        config.platform_fee_rate,
+    ))
+
+
 def _load_domain_commands() -> None:
     from payments import domains
     from payments.sandbox.cli import commands as sandbox_commands

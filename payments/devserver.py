@@ -47,6 +47,35 @@ def webhook_secret(config: Config) -> str:
     return value
 
 
+def admin_key(config: Config) -> str:
+    """An admin key for the local stack, made once and kept in ``var/admin_key``.
+
+    ``creatorpay demo`` reads it from there, so a newcomer never copies a key. A kept key this
+    database does not know (the database was replaced, the key revoked) is made afresh.
+    """
+    from payments.auth import issue_key, principal_for_key
+    from payments.db import db, session_scope
+    from payments.errors import PaymentsError
+
+    path = Path(config.var_dir) / "admin_key"
+    db.configure(config.database_url)
+    try:
+        with session_scope() as session:
+            if path.exists():
+                kept = path.read_text().strip()
+                try:
+                    if principal_for_key(session, kept).role == "admin":
+                        return kept
+                except PaymentsError:
+                    pass
+            key = issue_key(session, "admin", None, label="creatorpay dev (var/admin_key)")
+    finally:
+        db.dispose()
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
 @dataclass
 class Child:
     name: str
@@ -105,6 +134,8 @@ def run_stack(sandbox: bool = True, migrate: bool = True) -> int:
         from payments.migrate import upgrade
 
         upgrade(config.database_url)
+    admin_key_path = Path(config.var_dir) / "admin_key"
+    admin_key(config)
     children = _children(config, sandbox, secret)
 
     print(f"creatorpay: API      http://127.0.0.1:{config.port}  (docs at /docs)", flush=True)
@@ -112,6 +143,7 @@ def run_stack(sandbox: bool = True, migrate: bool = True) -> int:
         print(f"creatorpay: sandbox  http://127.0.0.1:{config.sandbox_port}", flush=True)
     print(f"creatorpay: webhook secret {secret}", flush=True)
     print(f"creatorpay: database {config.database_url.split('@')[-1]}", flush=True)
+    print(f"creatorpay: admin key in {admin_key_path} (`make demo` uses it)", flush=True)
 
     stopping = False
 

@@ -35,6 +35,7 @@ DOMAINS: tuple[str, ...] = (
     "payments.statements",
     "payments.reconciliation",
     "payments.dashboard",
+    "payments.jobs",
     "webhooks",
 )
 

@@ -26,7 +26,7 @@ WITH j AS (
   INSERT INTO ledger_journals (key, kind, source_type, source_id, effective_at, created,
                                reverses_id, leg_count)
   SELECT %(key)s::text, %(kind)s::text, %(st)s::text, %(si)s::text, %(eff)s::bigint,
-         %(created)s::bigint, %(rev)s::bigint, %(n)s::int
+         GREATEST(%(created)s::bigint, %(eff)s::bigint), %(rev)s::bigint, %(n)s::int
   FROM (SELECT pg_advisory_xact_lock_shared(%(lock)s::bigint)) AS lk WHERE true
   ON CONFLICT (key) DO NOTHING RETURNING id
 ), u AS (
@@ -56,7 +56,7 @@ _PG_BATCH = """
 WITH j AS (
   INSERT INTO ledger_journals (key, kind, source_type, source_id, effective_at, created,
                                reverses_id, leg_count)
-  SELECT x.key, x.kind, x.st, x.si, x.eff, %(created)s::bigint, x.rev, x.n
+  SELECT x.key, x.kind, x.st, x.si, x.eff, GREATEST(%(created)s::bigint, x.eff), x.rev, x.n
   FROM unnest(%(key)b::text[], %(kind)b::text[], %(st)b::text[], %(si)b::text[],
               %(eff)s::bigint[], %(rev)s::bigint[], %(n)s::int[])
        AS x(key, kind, st, si, eff, rev, n),
@@ -110,7 +110,7 @@ def write(conn: Connection, unique: list[Prepared]) -> dict[str, PostedJournal]:
     import psycopg
 
     dconn: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
-    created = now_ts()
+    created = now_ts()  # each journal's: never before its effective time (see posting)
     try:
         if len(unique) == 1 and sum(1 for a, _ in unique[0].legs if a.running) <= 1:
             return _write_one(dconn, unique[0], created)

@@ -41,7 +41,7 @@ def _insert_journals(conn: Connection, unique: list[Prepared]) -> dict[str, int]
                 f"si{i}": p.source_id, f"e{i}": p.effective_at, f"r{i}": p.spec.reverses_id,
                 f"n{i}": len(p.legs),
             })
-            rows.append(f"(:k{i}, :t{i}, :st{i}, :si{i}, :e{i}, :c, :r{i}, :n{i})")
+            rows.append(f"(:k{i}, :t{i}, :st{i}, :si{i}, :e{i}, max(:c, :e{i}), :r{i}, :n{i})")
         sql = ("INSERT INTO ledger_journals (key, kind, source_type, source_id, effective_at, "  # noqa: S608
                f"created, reverses_id, leg_count) VALUES {', '.join(rows)} "
                "ON CONFLICT (key) DO NOTHING RETURNING id, key")

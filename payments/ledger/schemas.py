@@ -75,3 +75,26 @@ class CurrencyTotalSchema(Schema):
 class TrialBalanceSchema(Schema):
     accounts = fields.List(fields.Nested(TrialBalanceAccountSchema), required=True)
     totals = fields.List(fields.Nested(CurrencyTotalSchema), required=True)
+
+
+class DriftSchema(Schema):
+    account_id = fields.Integer()
+    name = fields.String()
+    stored = fields.Integer()
+    from_entries = fields.Integer()
+    what = fields.String()
+
+
+class VerifySchema(Schema):
+    """What ``creatorpay ledger verify`` reports, over HTTP (journals by internal id)."""
+
+    ok = fields.Boolean(required=True)
+    accounts = fields.Integer()
+    entries = fields.Integer()
+    journals = fields.Integer()
+    drifts = fields.List(fields.Nested(DriftSchema))
+    unbalanced_journals = fields.List(fields.Integer())
+    bad_leg_counts = fields.List(fields.Integer())
+    orphan_journal_ids = fields.List(fields.Integer())
+    currency_mismatches = fields.Integer()
+    totals = fields.List(fields.Nested(CurrencyTotalSchema))

@@ -68,3 +68,22 @@ class TrialBalance(MethodView):
     def get(self) -> dict[str, Any]:
         """Every ledger account's balance (debit positive); each currency totals zero."""
         return service.trial_balance(request_session())
+
+
+@blp.route("/admin/ledger/verify")
+class Verify(MethodView):
+    @require("admin")
+    @blp.response(200, schemas.VerifySchema)
+    def get(self) -> dict[str, Any]:
+        """``creatorpay ledger verify`` over HTTP: every balance recomputed from its entries,
+        every journal balanced, the ledger zero per currency; ``ok`` false on any drift."""
+        report = service.verify(request_session())
+        return {
+            "ok": report.ok, "accounts": report.accounts, "entries": report.entries,
+            "journals": report.journals, "drifts": report.drifts[:100],
+            "unbalanced_journals": report.unbalanced_journals[:100],
+            "bad_leg_counts": report.bad_leg_counts[:100],
+            "orphan_journal_ids": report.orphan_journal_ids[:100],
+            "currency_mismatches": report.currency_mismatches,
+            "totals": [{"currency": c, "total": t} for c, t in sorted(report.totals.items())],
+        }

@@ -6,7 +6,9 @@ effective time is its Stripe object's). Each side is resolved to Stripe objects,
 difference names both sides' ids:
 
 * a tip's journals (``tip:{tip}`` and its ``:processor_fee``) are its charge's (``ch_``);
-  ``tip_refund:{re}`` the refund's; ``tip_dispute:{dp}:{txn}`` that balance transaction's;
+  ``tip_refund:{re}`` the refund's; a paid invoice's (``invoice:{in}``) its charge's, for
+  Stripe books the charge, not the invoice; ``subscription_refund:{re}`` the refund's;
+  ``tip_dispute:{dp}:{txn}`` that balance transaction's;
   ``payout:{po}`` its transfer's (``tr_``), ``payout_return:{po}`` its reversal's (``trr_``);
   any other journal whose source id is a Stripe id, that object's;
 * what is left on either side is paired by amount (same currency), else listed.
@@ -74,6 +76,7 @@ def _ledger_side(session: Session, start: int, end: int) -> list[dict[str, Any]]
 def _resolve(session: Session, journals: list[dict[str, Any]]) -> None:
     """Set each journal's ``object``: the Stripe id it answers to (or None)."""
     from payments.payouts.models import Payout
+    from payments.subscriptions.models import SubscriptionInvoice
     from payments.tips.models import Tip
 
     tip_ids = {j["key"].split(":", 1)[1] for j in journals
@@ -83,6 +86,14 @@ def _resolve(session: Session, journals: list[dict[str, Any]]) -> None:
         for pid, charge in session.execute(select(Tip.public_id, Tip.charge_id).where(
                 Tip.public_id.in_(sorted(tip_ids)))):
             tips[pid] = charge
+    invoice_ids = {_base_key(j["key"]).split(":", 1)[1] for j in journals
+                   if _base_key(j["key"]).startswith("invoice:")}
+    invoices: dict[str, str | None] = {}
+    if invoice_ids:
+        for in_id, charge in session.execute(select(
+                SubscriptionInvoice.stripe_invoice_id, SubscriptionInvoice.charge_id).where(
+                SubscriptionInvoice.stripe_invoice_id.in_(sorted(invoice_ids)))):
+            invoices[in_id] = charge
     po_ids = {j["key"].split(":", 1)[1] for j in journals
               if j["key"].startswith(("payout:", "payout_return:"))}
     payouts: dict[str, tuple[str | None, str | None]] = {}
@@ -97,7 +108,9 @@ def _resolve(session: Session, journals: list[dict[str, Any]]) -> None:
         obj: str | None = None
         if head == "tip":
             obj = tips.get(rest)
-        elif head == "tip_refund":
+        elif head == "invoice":
+            obj = invoices.get(rest)
+        elif head in ("tip_refund", "subscription_refund"):
             obj = rest
         elif head == "tip_dispute":
             obj = rest.split(":")[-1]

@@ -85,6 +85,11 @@ class SandboxCore:
         with self.lock:
             self.offset = 0
             self._now_override: int | None = None
+            # The newest due time an advance has run a job at. The advance holds the lock but
+            # ``GET /_sandbox/clock`` does not take it: between two jobs it must not answer
+            # the time before the advance, or a webhook handled meanwhile (the app asks the
+            # clock) is booked weeks before the event it records.
+            self._reached = 0
             self.objects: dict[str, Obj] = {}
             self.order: dict[str, list[str]] = {}
             self.index: dict[str, int] = {}
@@ -106,7 +111,7 @@ class SandboxCore:
     def now(self) -> int:
         if self._now_override is not None:
             return self._now_override
-        return int(time.time()) + self.offset
+        return max(int(time.time()) + self.offset, self._reached)
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}_{_rand()}"
@@ -162,6 +167,7 @@ class SandboxCore:
                 job = heapq.heappop(self.jobs)
                 prev = self._now_override
                 self._now_override = max(job.due, base)
+                self._reached = max(self._reached, self._now_override)
                 try:
                     getattr(self, "_job_" + job.name)(*job.args)
                 finally:

@@ -132,7 +132,8 @@ def _params(accs: list[int], window: dict[str, int]) -> dict[str, Any]:
     return {"accs": accs or [-1], **window}
 
 
-# Journals are posted at or after their Stripe object's time, give or take clock skew.
+# Journals are posted at or after their Stripe object's time, give or take clock skew (the
+# ledger books ``created`` no earlier than ``effective_at``, whatever our clock says).
 POSTING_SKEW = 86400
 
 

@@ -233,3 +233,27 @@ def test_account_for_is_idempotent(db_session: Session, creator_id: int) -> None
     assert a == b and a.running and a.normal == "credit"
     p = ledger.account_for(db_session, "platform", None, "stripe_balance", "usd")
     assert not p.running and p.owner_id == 0
+
+
+def test_a_journal_is_never_booked_before_its_effective_time(db_session: Session,
+                                                             creator_id: int) -> None:
+    """Our clock may trail Stripe's (the sandbox's, through a one-second cache, just after
+    an advance): a journal effective later than our now is booked at its effective time; one
+    effective earlier is booked now. Single posts and batches alike."""
+    from payments.clock import freeze
+
+    now = 1_800_000_000
+    ahead, behind = now + 31 * 86400, now - 3600
+    with freeze(now):
+        ledger.post(db_session, "clamp:one:ahead", "tip", tip_legs(creator_id, 100),
+                    effective_at=ahead)
+        ledger.post(db_session, "clamp:one:behind", "tip", tip_legs(creator_id, 100),
+                    effective_at=behind)
+        ledger.post_many(db_session, [
+            JournalSpec(f"clamp:many:{i}", "tip", tip_legs(creator_id, 100), effective_at=at)
+            for i, at in enumerate((ahead, behind))])
+    booked = dict(db_session.execute(select(Journal.key, Journal.created).where(
+        Journal.key.like("clamp:%"))).all())
+    assert booked == {"clamp:one:ahead": ahead, "clamp:one:behind": now,
+                      "clamp:many:0": ahead, "clamp:many:1": now}
+    assert report_ok(db_session)

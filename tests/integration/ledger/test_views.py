@@ -118,3 +118,28 @@ def test_openapi_documents_the_ledger(client: Any) -> None:
     for path in ("/v1/creators/me/balance", "/v1/creators/me/ledger",
                  "/v1/admin/trial-balance"):
         assert "get" in spec["paths"][path]
+
+
+def test_verify_over_http_clean_then_naming_a_drift(client: Any, db_session: Session) -> None:
+    from payments.ledger.models import LedgerAccount
+
+    auth, pid, _ = signup(client, "verify_one")
+    cid = creator_pk(db_session, pid)
+    tip(db_session, cid, 1500, "v1")
+    admin = {"Authorization": f"Bearer {issue_key(db_session, 'admin', None)}"}
+    clean = client.get("/v1/admin/ledger/verify", headers=admin)
+    assert clean.status_code == 200, clean.get_json()
+    body = clean.get_json()
+    assert body["ok"] is True and body["drifts"] == [] and body["unbalanced_journals"] == []
+    assert body["journals"] >= 1 and {"currency": "usd", "total": 0} in body["totals"]
+    # A running balance that no longer equals its entries is named.
+    account = db_session.scalar(select(LedgerAccount).where(
+        LedgerAccount.owner_id == cid, LedgerAccount.purpose == "pending"))
+    assert account is not None
+    account.balance += 7
+    db_session.flush()
+    drifted = client.get("/v1/admin/ledger/verify", headers=admin).get_json()
+    assert drifted["ok"] is False
+    assert any(d["account_id"] == account.id for d in drifted["drifts"]), drifted
+    assert client.get("/v1/admin/ledger/verify", headers=auth).status_code == 403
+    assert client.get("/v1/admin/ledger/verify").status_code == 401

@@ -111,3 +111,29 @@ def test_clean_day_then_each_difference_named(private_stack: LiveApp) -> None:
     assert live.call("GET", "/v1/admin/reconciliation", admin,
                      params={"date": "2026-02-30"}).status_code == 400
     assert live.call("GET", "/v1/admin/reconciliation", admin).status_code == 400
+
+
+def test_a_subscription_payment_and_its_refund_reconcile_by_charge_and_refund(
+        private_stack: LiveApp) -> None:
+    # Stripe books an invoice's payment under its charge (ch_), not the invoice (in_): the
+    # invoice's journals must answer to that charge, and its refund's to the refund (re_).
+    from tests.integration.subscriptions.helpers import new_fan, new_tier, settle, subscribe
+
+    live = private_stack
+    with session_scope() as s:
+        admin = issue_key(s, "admin", None, label="test")
+    day = datetime.fromtimestamp(live.sandbox.now(), UTC).strftime("%Y-%m-%d")
+    creator = new_creator(live)
+    sub = subscribe(live, new_fan(live), new_tier(live, creator, 900))
+    settle(live)
+    r = live.call("POST", f"/v1/subscriptions/{sub['id']}/refund", creator["api_key"],
+                  json={"amount": 300})
+    assert r.status_code == 200, r.text
+    settle(live)
+    assert balances(live, creator["api_key"])["usd"]["pending"] > 0
+
+    found = report(live, admin, day)
+    assert found["differences"] == [], found["differences"]
+    assert found["clean"], found
+    assert found["balance_transactions"] == 2  # the invoice's charge and the refund
+    assert all(c["difference"] == 0 for c in found["currencies"])
