@@ -137,6 +137,9 @@ EXPECTED: dict[str, dict[str, int]] = {
     "GET /v1/admin/reconciliation": mine(admin=200),
     "GET /v1/admin/webhook-events": mine(admin=200),
     "POST /v1/admin/webhook-events/<event_id>/replay": mine(admin=200),
+    "GET /v1/admin/jobs": mine(admin=200),
+    "POST /v1/admin/jobs/<name>/run": mine(admin=202),
+    "GET /v1/admin/ledger/verify": mine(admin=200),
     "POST /v1/creators/me/dashboard_links": mine(creator=201),
     "GET /metrics": infra(200),  # no CREATORPAY_METRICS_TOKEN in the suite
     # The dashboard's HTML pages never read API keys: a session cookie or a sign-in link.
@@ -205,7 +208,8 @@ def path_values(w: World) -> dict[str, str]:
             "deal_id": w.ids["deal"], "milestone_id": w.ids["milestone"],
             "payout_id": w.ids["payout"], "period": w.ids["period"],
             "ref": w.handles["creator"], "event_id": w.ids["event"],
-            "filename": "swagger-ui.css", "fmt": "csv"}
+            "filename": "swagger-ui.css", "fmt": "csv",
+            "name": "ledger.mature"}
 
 
 PARAM = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
