@@ -54,6 +54,8 @@ LIST_AFTER = 1
 LIST_PAGES_PER_100 = 5
 # Balance transactions remembered per process (the amounts we read from them never change).
 CACHE_MAX = 50_000
+# An invoice payment expanded to the charge that paid it.
+INVOICE_CHARGE_EXPAND = "data.payment.payment_intent.latest_charge"
 BACKFILL_CURSOR = "stripe_events"
 # Events can be created slightly out of order; re-read this far behind the cursor.
 BACKFILL_OVERLAP = 300
@@ -154,27 +156,58 @@ class StripeReader:
     def _fetch_invoice_charge(self, invoice_id: str) -> tuple[str, dict[str, Any] | Exception]:
         try:
             pays = self.gateway.list_invoice_payments(
-                invoice_id, expand=["data.payment.payment_intent.latest_charge"])
+                invoice_id, expand=[INVOICE_CHARGE_EXPAND])
         except (GatewayError, TransientGatewayError) as exc:
             return invoice_id, exc
         for pay in pays["data"]:
-            intent = (pay.get("payment") or {}).get("payment_intent")
-            charge = intent.get("latest_charge") if isinstance(intent, dict) else None
-            if pay.get("status") == "paid" and isinstance(charge, dict):
+            charge = _paid_charge(pay)
+            if charge is not None:
                 return invoice_id, charge
         return invoice_id, LookupError(f"invoice {invoice_id} has no paid charge")
 
+    def _list_invoice_payments(self, missing: set[str], created_range: tuple[int, int]) -> None:
+        """The paid invoice payments made around the batch's events, a page of 100 at a time
+        (newest first, bounded like ``_list``): each names its invoice and, expanded, the
+        paying charge. Charges of invoices not in the batch are kept for the next batches."""
+        if len(self.invoice_charges) > CACHE_MAX:
+            self.invoice_charges.clear()
+        lo, hi = created_range
+        after: str | None = None
+        for _ in range(len(missing) // 100 * LIST_PAGES_PER_100 + LIST_PAGES_PER_100):
+            page = self.gateway.list_paid_invoice_payments(
+                created_gte=lo - LIST_BEFORE, created_lt=hi + LIST_AFTER, limit=100,
+                starting_after=after, expand=[INVOICE_CHARGE_EXPAND])
+            for pay in page["data"]:
+                charge = _paid_charge(pay)
+                invoice_id = pay.get("invoice")
+                if charge is not None and isinstance(invoice_id, str):
+                    self.invoice_charges.setdefault(invoice_id, charge)
+                    missing.discard(invoice_id)
+            if not missing or not page["has_more"] or not page["data"]:
+                break
+            after = page["data"][-1]["id"]
+
     def prefetch_invoices(self, invoice_ids: Iterable[str],
                           created_range: tuple[int, int]) -> None:
-        """Fetch the charges of invoices (in parallel) and then their balance transactions."""
-        missing = sorted({i for i in invoice_ids if i not in self.invoice_charges})
+        """Fetch the charges of invoices (listed by time when there are many, else each in
+        parallel) and then their balance transactions."""
+        missing = {i for i in invoice_ids
+                   if not isinstance(self.invoice_charges.get(i), dict)}
         if not missing:
             return
-        with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
-            for invoice_id, found in pool.map(self._fetch_invoice_charge, missing):
-                self.invoice_charges[invoice_id] = found
-        txn_ids = [str(c["balance_transaction"]) for i in missing
-                   for c in [self.invoice_charges[i]]
+        wanted = sorted(missing)
+        if len(missing) >= LIST_THRESHOLD:
+            try:
+                self._list_invoice_payments(missing, created_range)
+            except (GatewayError, TransientGatewayError) as exc:
+                # Only a shortcut: fetch each by id, so each fails on its own.
+                log.warning("listing invoice payments failed (%s); fetching by id", exc)
+        if missing:
+            with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
+                for invoice_id, found in pool.map(self._fetch_invoice_charge, sorted(missing)):
+                    self.invoice_charges[invoice_id] = found
+        txn_ids = [str(c["balance_transaction"]) for i in wanted
+                   for c in [self.invoice_charges.get(i)]
                    if isinstance(c, dict) and isinstance(c.get("balance_transaction"), str)]
         self.prefetch(txn_ids, created_range)
 
@@ -187,6 +220,13 @@ class StripeReader:
         if isinstance(found, Exception):
             raise found
         return found
+
+
+def _paid_charge(pay: dict[str, Any]) -> dict[str, Any] | None:
+    """The charge of a paid invoice payment (expanded), if it is one."""
+    intent = (pay.get("payment") or {}).get("payment_intent")
+    charge = intent.get("latest_charge") if isinstance(intent, dict) else None
+    return charge if pay.get("status") == "paid" and isinstance(charge, dict) else None
 
 
 def is_infrastructure(exc: BaseException) -> bool:

@@ -732,7 +732,8 @@ class SubscriptionsMixin(PaymentsMixin, ProductsMixin):
         payment = p.get("payment") if isinstance(p.get("payment"), dict) else {}
         pi = payment.get("payment_intent") if isinstance(payment, dict) else None
         if inv is not None and pi is None and not p.get("starting_after") \
-                and not p.get("ending_before") and not p.get("created"):
+                and not p.get("ending_before") and not p.get("created") \
+                and not p.get("status"):
             # One invoice's payments (what a webhook handler asks per paid invoice): from the
             # invoice's own list, not a scan of every payment.
             limit = p_int(p, "limit")
@@ -744,10 +745,12 @@ class SubscriptionsMixin(PaymentsMixin, ProductsMixin):
                      if self.owner.get(i) == ctx.account]
             return {"object": "list", "data": found[:limit], "has_more": len(found) > limit,
                     "url": "/v1/invoice_payments"}
+        status = p_str(p, "status")
         return self._list(
             "invoice_payment", p, "/v1/invoice_payments",
             lambda o: (inv is None or o["invoice"] == inv)
-            and (pi is None or o["payment"].get("payment_intent") == pi), ctx.account)
+            and (pi is None or o["payment"].get("payment_intent") == pi)
+            and (status is None or o["status"] == status), ctx.account)
 
 
 def _day_of(ts: int) -> int:

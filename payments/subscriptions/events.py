@@ -110,8 +110,12 @@ def on_invoice(session: Session, obj: dict[str, Any], ctx: EventContext) -> None
     if sub is None:
         return
     loaded = _loaded(ctx)
+    # The batch's invoices were read after their subscriptions were locked (``prepare``): an
+    # invoice of a subscription locked there and not among them is new.
+    complete = loaded is not None and loaded.subscriptions.get(_public_id(obj) or "") is sub
     inv = service.record_invoice(session, sub, obj,
-                                 loaded.invoices if loaded is not None else None)
+                                 loaded.invoices if loaded is not None else None,
+                                 complete=complete)
     if _paid(obj) and not service.earning_posted(session, inv):
         ctx.add(_earning(session, sub, inv, ctx))
 

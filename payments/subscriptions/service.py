@@ -506,13 +506,18 @@ def lock_invoices(session: Session, ids: list[str]) -> dict[str, SubscriptionInv
 
 
 def record_invoice(session: Session, sub: Subscription, obj: dict[str, Any],
-                   known: dict[str, SubscriptionInvoice] | None = None) -> SubscriptionInvoice:
+                   known: dict[str, SubscriptionInvoice] | None = None, *,
+                   complete: bool = False) -> SubscriptionInvoice:
     """Store or move forward our copy of an invoice (status only advances).
 
     ``known`` holds the batch's invoices already loaded (and locked); a new one joins it.
+    ``complete``: ``known`` was read while ``sub`` was locked, so an invoice of ``sub`` not
+    in it does not exist (nobody adds one without that lock) and is not looked for again.
     """
     if known is not None and obj["id"] in known:
         inv: SubscriptionInvoice | None = known[obj["id"]]
+    elif known is not None and complete:
+        inv = None
     else:
         inv = session.scalar(for_update(session, select(SubscriptionInvoice).where(
             SubscriptionInvoice.stripe_invoice_id == obj["id"])))
@@ -563,8 +568,9 @@ def earning_key(invoice_id: str) -> str:
 
 
 def earning_posted(session: Session, inv: SubscriptionInvoice) -> bool:
-    return inv.booked or ledger.journal_by_key(
-        session, earning_key(inv.stripe_invoice_id)) is not None
+    """Whether the invoice's earning is in the ledger: ``booked`` is set in the transaction
+    that posts its journals (``invoice_paid``), so it needs no lookup of the journal."""
+    return inv.booked
 
 
 def _check_currency(inv: SubscriptionInvoice, txn: dict[str, Any]) -> None:
