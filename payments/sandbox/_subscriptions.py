@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from payments.sandbox import currency as cur
 from payments.sandbox._payments import PaymentsMixin
 from payments.sandbox._products import ProductsMixin
-from payments.sandbox.core import route
+from payments.sandbox.core import _copy, route
 from payments.sandbox.model import (
     INCOMPLETE_EXPIRY,
     INVOICE_LINE_TEMPLATE,
@@ -30,10 +31,6 @@ from payments.sandbox.model import (
 )
 
 ACTIVE_LIKE = ("trialing", "active", "past_due", "unpaid", "incomplete")
-
-
-def _copy(obj: Any) -> Any:
-    return json.loads(json.dumps(obj))
 
 
 class SubscriptionsMixin(PaymentsMixin, ProductsMixin):
@@ -82,7 +79,7 @@ class SubscriptionsMixin(PaymentsMixin, ProductsMixin):
 
     def _line(self, inv_id: str, sub: Obj, item: Obj, price: Obj, amount: int,
               qty: int, start: int, end: int, description: str, proration: bool) -> Obj:
-        line: Obj = json.loads(INVOICE_LINE_TEMPLATE)
+        line: Obj = orjson.loads(INVOICE_LINE_TEMPLATE)
         line.update({
             "amount": amount, "currency": price["currency"], "description": description,
             "discount_amounts": [], "discountable": not proration, "discounts": [],
