@@ -722,6 +722,15 @@ class Gateway:
             params["expand"] = list(expand)
         return self._call(lambda: self.client.v1.invoice_payments.list(params))
 
+    def invoice_of_payment_intent(self, payment_intent: str) -> dict[str, Any] | None:
+        """The invoice a PaymentIntent pays (through its invoice payment), or None."""
+        params: InvoicePaymentListParams = {
+            "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+            "limit": 1, "expand": ["data.invoice"]}
+        found = self._call(lambda: self.client.v1.invoice_payments.list(params))["data"]
+        invoice = found[0].get("invoice") if found else None
+        return invoice if isinstance(invoice, dict) else None
+
     def list_paid_invoice_payments(self, *, created_gte: int, created_lt: int,
                                    limit: int = 100, starting_after: str | None = None,
                                    expand: Sequence[str] = ()) -> dict[str, Any]:

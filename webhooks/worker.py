@@ -211,6 +211,9 @@ class StripeReader:
                    if isinstance(c, dict) and isinstance(c.get("balance_transaction"), str)]
         self.prefetch(txn_ids, created_range)
 
+    def payment_invoice(self, payment_intent_id: str) -> dict[str, Any] | None:
+        return self.gateway.invoice_of_payment_intent(payment_intent_id)
+
     def invoice_charge(self, invoice_id: str) -> dict[str, Any]:
         found = self.invoice_charges.get(invoice_id)
         if found is None or isinstance(found, LookupError):
@@ -258,21 +261,43 @@ class _Batch:
     """The rows of one batch with what their domains loaded for them."""
 
     def __init__(self, session: Session, rows: Sequence[WebhookEvent], reader: StripeReader,
-                 fee_rate: Decimal, table: RouteTable) -> None:
+                 fee_rate: Decimal, table: RouteTable, *, skip_held: bool = False) -> None:
         self.reader = reader
         self.fee_rate = fee_rate
         self.table = table
         self.rows: list[tuple[WebhookEvent, dict[str, Any]]] = []
         self.malformed: list[WebhookEvent] = []
+        # Events whose rows another worker's batch holds: left waiting, untouched, for a
+        # later batch (claimed again as soon as this one commits).
+        self.deferred: list[WebhookEvent] = []
         for row in rows:
             obj = _object(row)
             if obj is None:
                 self.malformed.append(row)
             else:
                 self.rows.append((row, obj))
-        self.loaded = self._prepare(session)
+        self.loaded = self._prepare(session, skip_held=skip_held)
+        if skip_held:
+            self._defer_held(session)
 
-    def _prepare(self, session: Session) -> dict[str, Any]:
+    def _defer_held(self, session: Session) -> None:
+        keep: list[tuple[WebhookEvent, dict[str, Any]]] = []
+        for row, obj in self.rows:
+            held = any(t.domain in self.loaded and t.routes.held(self.loaded[t.domain], obj)
+                       for t in self.table.targets(row.type, obj))
+            if held:
+                self.deferred.append(row)
+            else:
+                keep.append((row, obj))
+        if self.deferred and not keep:
+            # Nothing else to do meanwhile: wait for those rows instead of claiming the same
+            # events again and again.
+            self.deferred = []
+            self.loaded = self._prepare(session, skip_held=False)
+            return
+        self.rows = keep
+
+    def _prepare(self, session: Session, *, skip_held: bool = False) -> dict[str, Any]:
         created = [r.stripe_created for r, _ in self.rows] or [now_ts()]
         txn_ids: list[str] = []
         invoice_ids: list[str] = []
@@ -289,9 +314,11 @@ class _Batch:
         for name, routes in self.table.domains:
             if name not in objects:
                 continue
+            prepare = (routes.prepare_skipping if skip_held and routes.prepare_skipping
+                       else routes.prepare)
             try:
                 with session.begin_nested():
-                    loaded[name] = routes.prepare(session, objects[name])
+                    loaded[name] = prepare(session, objects[name])
             except Exception as exc:
                 if is_infrastructure(exc):
                     raise
@@ -377,7 +404,8 @@ def process_rows(
     *, batched: bool = True, table: RouteTable | None = None,
 ) -> None:
     reader.new_batch()
-    batch = _Batch(session, rows, reader, fee_rate, table or route_table())
+    batch = _Batch(session, rows, reader, fee_rate, table or route_table(),
+                   skip_held=batched and len(rows) > 1)
     for row in batch.malformed:
         inbox.mark_failed(row, "malformed event: no data.object")
     if batched and len(batch.rows) > 1:
