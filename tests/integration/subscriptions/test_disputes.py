@@ -138,10 +138,11 @@ def test_dispute_before_any_invoice_event(subs_stack: LiveApp, currency: str,
     live = subs_stack
     creator, sub_id, renews_at = renewal(live, currency, amount)
     live.sandbox.remove_endpoint(live.endpoint_id)
-    since = live.sandbox.now()
+    since = live.sandbox.now() + 1  # after the subscription's own events
     live.sandbox.advance(renews_at + 60 - since)
     events = sandbox_events(live, since)
-    [paid] = [e["data"]["object"] for e in events if e["type"] == "invoice.paid"]
+    [paid] = [e["data"]["object"] for e in events if e["type"] == "invoice.paid"
+              and e["data"]["object"]["billing_reason"] == "subscription_cycle"]
     invoice_id = str(paid["id"])
     charge = paying_charge(live, invoice_id)
     dispute = live.sandbox.dispute_charge(charge["id"])
