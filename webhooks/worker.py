@@ -402,7 +402,9 @@ def _settle_failure(row: WebhookEvent, exc: Exception) -> None:
 def process_rows(
     session: Session, rows: Sequence[WebhookEvent], reader: StripeReader, fee_rate: Decimal,
     *, batched: bool = True, table: RouteTable | None = None,
-) -> None:
+) -> int:
+    """Apply a batch; answers how many of its rows were left waiting (their rows held by
+    another batch), untouched."""
     reader.new_batch()
     batch = _Batch(session, rows, reader, fee_rate, table or route_table(),
                    skip_held=batched and len(rows) > 1)
@@ -412,7 +414,7 @@ def process_rows(
         try:
             with session.begin_nested():
                 _apply_all(session, batch)
-            return
+            return len(batch.deferred)
         except Exception as exc:
             if is_infrastructure(exc):
                 raise
@@ -437,6 +439,7 @@ def process_rows(
         pending.extend(ctx.journals)
         inbox.mark_processed(row)
     _post(session, pending)
+    return len(batch.deferred)
 
 
 def drain(config: Config, batch_size: int = BATCH_SIZE, max_batches: int | None = None,
@@ -463,10 +466,11 @@ def drain(config: Config, batch_size: int = BATCH_SIZE, max_batches: int | None 
             if not rows:
                 break
             ids = [r.id for r in rows]
+            left = 0
             try:
                 with session.begin_nested():
-                    process_rows(session, rows, reader, config.platform_fee_rate,
-                                 table=table)
+                    left = process_rows(session, rows, reader, config.platform_fee_rate,
+                                        table=table)
             except Exception as exc:
                 if is_infrastructure(exc):
                     raise
@@ -476,7 +480,7 @@ def drain(config: Config, batch_size: int = BATCH_SIZE, max_batches: int | None 
                     session.refresh(row)
         for event_id in isolate:
             process_one(config, event_id, reader)
-        done += len(ids)
+        done += len(ids) - left
     return done
 
 

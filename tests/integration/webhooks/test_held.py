@@ -55,7 +55,7 @@ def test_events_of_a_held_subscription_wait_for_the_next_batch(quiet_stack: Stac
         with session_scope() as s:
             rows = inbox.claim_batch(s, 200)
             assert len(rows) == len(events)
-            process_rows(s, rows, StripeReader(quiet_stack.gateway), FEE)
+            assert process_rows(s, rows, StripeReader(quiet_stack.gateway), FEE) == len(mine)
         after = statuses()
         assert {i for i, (st, _) in after.items() if st == RECEIVED} == mine
         assert all(after[i] == (RECEIVED, 0) for i in mine)  # untouched, no attempt counted
