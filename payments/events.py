@@ -51,6 +51,11 @@ class StripeSource(Protocol):
         """The charge that paid an invoice (``balance_transaction`` as an id)."""
         ...
 
+    def payment_invoice(self, payment_intent_id: str) -> dict[str, Any] | None:
+        """The invoice a PaymentIntent pays, if any (a dispute or refund of an invoice's
+        charge that overtakes the invoice's own events)."""
+        ...
+
 
 @dataclass
 class EventContext:
@@ -85,6 +90,10 @@ def _no_preparation(session: Session, objects: list[dict[str, Any]]) -> None:
     return None
 
 
+def _none_held(loaded: Any, obj: dict[str, Any]) -> bool:
+    return False
+
+
 def _no_transactions(event_type: str, obj: dict[str, Any]) -> list[str]:
     return []
 
@@ -103,6 +112,13 @@ class EventRoutes:
     routes: Mapping[str, Route]
     # Lock and load the domain's rows for a batch's objects (one query, in id order).
     prepare: Prepare = _no_preparation
+    # ``prepare`` that skips rows another transaction holds instead of waiting for them
+    # (``FOR UPDATE SKIP LOCKED``); ``held(loaded, obj)`` then names the objects whose rows
+    # it skipped, and the pipeline leaves their events for a later batch. For domains whose
+    # objects come in bursts of events (a renewal's seven), so that two workers never wait
+    # on each other's batches for the one object their batches share.
+    prepare_skipping: Prepare | None = None
+    held: Callable[[Any, dict[str, Any]], bool] = _none_held
     # Balance transactions a handler will ask for, so the batch fetches them together.
     transaction_ids: Callable[[str, dict[str, Any]], list[str]] = _no_transactions
     # Invoices whose paying charge a handler will ask for (``invoice_charge``), likewise.

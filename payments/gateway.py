@@ -723,6 +723,32 @@ class Gateway:
             params["expand"] = list(expand)
         return self._call(lambda: self.client.v1.invoice_payments.list(params))
 
+    def invoice_of_payment_intent(self, payment_intent: str) -> dict[str, Any] | None:
+        """The invoice a PaymentIntent pays (through its invoice payment), or None."""
+        params: InvoicePaymentListParams = {
+            "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+            "limit": 1, "expand": ["data.invoice"]}
+        found = self._call(lambda: self.client.v1.invoice_payments.list(params))["data"]
+        invoice = found[0].get("invoice") if found else None
+        return invoice if isinstance(invoice, dict) else None
+
+    def list_paid_invoice_payments(self, *, created_gte: int, created_lt: int,
+                                   limit: int = 100, starting_after: str | None = None,
+                                   expand: Sequence[str] = ()) -> dict[str, Any]:
+        """One page (newest first) of paid invoice payments of every invoice created in
+        ``[created_gte, created_lt)``, as plain JSON (the webhook worker reads the paying
+        charges of a batch's invoices this way, a page per hundred instead of a call each)."""
+        params: InvoicePaymentListParams = {
+            "limit": limit, "status": "paid",
+            "created": {"gte": created_gte, "lt": created_lt}}
+        if starting_after is not None:
+            params["starting_after"] = starting_after
+        if expand:
+            params["expand"] = list(expand)
+        query: dict[str, Any] = {**params}
+        return self._call(lambda: self.client.raw_request(
+            "get", "/v1/invoice_payments", **query).data)
+
     def pay_invoice(self, invoice: str, *, idempotency_key: str,
                     payment_method: str | None = None) -> dict[str, Any]:
         params: InvoicePayParams = {}

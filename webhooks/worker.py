@@ -55,6 +55,8 @@ LIST_AFTER = 1
 LIST_PAGES_PER_100 = 5
 # Balance transactions remembered per process (the amounts we read from them never change).
 CACHE_MAX = 50_000
+# An invoice payment expanded to the charge that paid it.
+INVOICE_CHARGE_EXPAND = "data.payment.payment_intent.latest_charge"
 BACKFILL_CURSOR = "stripe_events"
 # Events can be created slightly out of order; re-read this far behind the cursor.
 BACKFILL_OVERLAP = 300
@@ -155,29 +157,63 @@ class StripeReader:
     def _fetch_invoice_charge(self, invoice_id: str) -> tuple[str, dict[str, Any] | Exception]:
         try:
             pays = self.gateway.list_invoice_payments(
-                invoice_id, expand=["data.payment.payment_intent.latest_charge"])
+                invoice_id, expand=[INVOICE_CHARGE_EXPAND])
         except (GatewayError, TransientGatewayError) as exc:
             return invoice_id, exc
         for pay in pays["data"]:
-            intent = (pay.get("payment") or {}).get("payment_intent")
-            charge = intent.get("latest_charge") if isinstance(intent, dict) else None
-            if pay.get("status") == "paid" and isinstance(charge, dict):
+            charge = _paid_charge(pay)
+            if charge is not None:
                 return invoice_id, charge
         return invoice_id, LookupError(f"invoice {invoice_id} has no paid charge")
 
+    def _list_invoice_payments(self, missing: set[str], created_range: tuple[int, int]) -> None:
+        """The paid invoice payments made around the batch's events, a page of 100 at a time
+        (newest first, bounded like ``_list``): each names its invoice and, expanded, the
+        paying charge. Charges of invoices not in the batch are kept for the next batches."""
+        if len(self.invoice_charges) > CACHE_MAX:
+            self.invoice_charges.clear()
+        lo, hi = created_range
+        after: str | None = None
+        for _ in range(len(missing) // 100 * LIST_PAGES_PER_100 + LIST_PAGES_PER_100):
+            page = self.gateway.list_paid_invoice_payments(
+                created_gte=lo - LIST_BEFORE, created_lt=hi + LIST_AFTER, limit=100,
+                starting_after=after, expand=[INVOICE_CHARGE_EXPAND])
+            for pay in page["data"]:
+                charge = _paid_charge(pay)
+                invoice_id = pay.get("invoice")
+                if charge is not None and isinstance(invoice_id, str):
+                    self.invoice_charges.setdefault(invoice_id, charge)
+                    missing.discard(invoice_id)
+            if not missing or not page["has_more"] or not page["data"]:
+                break
+            after = page["data"][-1]["id"]
+
     def prefetch_invoices(self, invoice_ids: Iterable[str],
                           created_range: tuple[int, int]) -> None:
-        """Fetch the charges of invoices (in parallel) and then their balance transactions."""
-        missing = sorted({i for i in invoice_ids if i not in self.invoice_charges})
+        """Fetch the charges of invoices (listed by time when there are many, else each in
+        parallel) and then their balance transactions."""
+        missing = {i for i in invoice_ids
+                   if not isinstance(self.invoice_charges.get(i), dict)}
         if not missing:
             return
-        with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
-            for invoice_id, found in pool.map(self._fetch_invoice_charge, missing):
-                self.invoice_charges[invoice_id] = found
-        txn_ids = [str(c["balance_transaction"]) for i in missing
-                   for c in [self.invoice_charges[i]]
+        wanted = sorted(missing)
+        if len(missing) >= LIST_THRESHOLD:
+            try:
+                self._list_invoice_payments(missing, created_range)
+            except (GatewayError, TransientGatewayError) as exc:
+                # Only a shortcut: fetch each by id, so each fails on its own.
+                log.warning("listing invoice payments failed (%s); fetching by id", exc)
+        if missing:
+            with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
+                for invoice_id, found in pool.map(self._fetch_invoice_charge, sorted(missing)):
+                    self.invoice_charges[invoice_id] = found
+        txn_ids = [str(c["balance_transaction"]) for i in wanted
+                   for c in [self.invoice_charges.get(i)]
                    if isinstance(c, dict) and isinstance(c.get("balance_transaction"), str)]
         self.prefetch(txn_ids, created_range)
+
+    def payment_invoice(self, payment_intent_id: str) -> dict[str, Any] | None:
+        return self.gateway.invoice_of_payment_intent(payment_intent_id)
 
     def invoice_charge(self, invoice_id: str) -> dict[str, Any]:
         found = self.invoice_charges.get(invoice_id)
@@ -188,6 +224,13 @@ class StripeReader:
         if isinstance(found, Exception):
             raise found
         return found
+
+
+def _paid_charge(pay: dict[str, Any]) -> dict[str, Any] | None:
+    """The charge of a paid invoice payment (expanded), if it is one."""
+    intent = (pay.get("payment") or {}).get("payment_intent")
+    charge = intent.get("latest_charge") if isinstance(intent, dict) else None
+    return charge if pay.get("status") == "paid" and isinstance(charge, dict) else None
 
 
 def is_infrastructure(exc: BaseException) -> bool:
@@ -219,21 +262,43 @@ class _Batch:
     """The rows of one batch with what their domains loaded for them."""
 
     def __init__(self, session: Session, rows: Sequence[WebhookEvent], reader: StripeReader,
-                 fee_rate: Decimal, table: RouteTable) -> None:
+                 fee_rate: Decimal, table: RouteTable, *, skip_held: bool = False) -> None:
         self.reader = reader
         self.fee_rate = fee_rate
         self.table = table
         self.rows: list[tuple[WebhookEvent, dict[str, Any]]] = []
         self.malformed: list[WebhookEvent] = []
+        # Events whose rows another worker's batch holds: left waiting, untouched, for a
+        # later batch (claimed again as soon as this one commits).
+        self.deferred: list[WebhookEvent] = []
         for row in rows:
             obj = _object(row)
             if obj is None:
                 self.malformed.append(row)
             else:
                 self.rows.append((row, obj))
-        self.loaded = self._prepare(session)
+        self.loaded = self._prepare(session, skip_held=skip_held)
+        if skip_held:
+            self._defer_held(session)
 
-    def _prepare(self, session: Session) -> dict[str, Any]:
+    def _defer_held(self, session: Session) -> None:
+        keep: list[tuple[WebhookEvent, dict[str, Any]]] = []
+        for row, obj in self.rows:
+            held = any(t.domain in self.loaded and t.routes.held(self.loaded[t.domain], obj)
+                       for t in self.table.targets(row.type, obj))
+            if held:
+                self.deferred.append(row)
+            else:
+                keep.append((row, obj))
+        if self.deferred and not keep:
+            # Nothing else to do meanwhile: wait for those rows instead of claiming the same
+            # events again and again.
+            self.deferred = []
+            self.loaded = self._prepare(session, skip_held=False)
+            return
+        self.rows = keep
+
+    def _prepare(self, session: Session, *, skip_held: bool = False) -> dict[str, Any]:
         created = [r.stripe_created for r, _ in self.rows] or [now_ts()]
         txn_ids: list[str] = []
         invoice_ids: list[str] = []
@@ -250,9 +315,11 @@ class _Batch:
         for name, routes in self.table.domains:
             if name not in objects:
                 continue
+            prepare = (routes.prepare_skipping if skip_held and routes.prepare_skipping
+                       else routes.prepare)
             try:
                 with session.begin_nested():
-                    loaded[name] = routes.prepare(session, objects[name])
+                    loaded[name] = prepare(session, objects[name])
             except Exception as exc:
                 if is_infrastructure(exc):
                     raise
@@ -347,9 +414,12 @@ def _settle(row: WebhookEvent, exc: Exception) -> None:
 def process_rows(
     session: Session, rows: Sequence[WebhookEvent], reader: StripeReader, fee_rate: Decimal,
     *, batched: bool = True, table: RouteTable | None = None,
-) -> None:
+) -> int:
+    """Apply a batch; answers how many of its rows were left waiting (their rows held by
+    another batch), untouched."""
     reader.new_batch()
-    batch = _Batch(session, rows, reader, fee_rate, table or route_table())
+    batch = _Batch(session, rows, reader, fee_rate, table or route_table(),
+                   skip_held=batched and len(rows) > 1)
     for row in batch.malformed:
         with logs.context(event_id=row.stripe_id):
             log.warning("event %s (%s) failed: malformed: no data.object", row.stripe_id,
@@ -359,7 +429,7 @@ def process_rows(
         try:
             with session.begin_nested():
                 _apply_all(session, batch)
-            return
+            return len(batch.deferred)
         except Exception as exc:
             if is_infrastructure(exc):
                 raise
@@ -384,6 +454,7 @@ def process_rows(
         pending.extend(ctx.journals)
         inbox.mark_processed(row)
     _post(session, pending)
+    return len(batch.deferred)
 
 
 def drain(config: Config, batch_size: int = BATCH_SIZE, max_batches: int | None = None,
@@ -410,10 +481,11 @@ def drain(config: Config, batch_size: int = BATCH_SIZE, max_batches: int | None 
             if not rows:
                 break
             ids = [r.id for r in rows]
+            left = 0
             try:
                 with session.begin_nested():
-                    process_rows(session, rows, reader, config.platform_fee_rate,
-                                 table=table)
+                    left = process_rows(session, rows, reader, config.platform_fee_rate,
+                                        table=table)
             except Exception as exc:
                 if is_infrastructure(exc):
                     raise
@@ -423,8 +495,9 @@ def drain(config: Config, batch_size: int = BATCH_SIZE, max_batches: int | None 
                     session.refresh(row)
         for event_id in isolate:
             process_one(config, event_id, reader)
-        done += len(ids)
-        log.info("settled a batch of %d events", len(ids), extra={"events": len(ids)})
+        settled = len(ids) - left
+        done += settled
+        log.info("settled a batch of %d events", settled, extra={"events": settled})
     return done
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from payments.sandbox import currency as cur
 from payments.sandbox._payments import PaymentsMixin
 from payments.sandbox._products import ProductsMixin
-from payments.sandbox.core import route
+from payments.sandbox.core import _copy, route
 from payments.sandbox.model import (
     INCOMPLETE_EXPIRY,
     INVOICE_LINE_TEMPLATE,
@@ -30,10 +31,6 @@ from payments.sandbox.model import (
 )
 
 ACTIVE_LIKE = ("trialing", "active", "past_due", "unpaid", "incomplete")
-
-
-def _copy(obj: Any) -> Any:
-    return json.loads(json.dumps(obj))
 
 
 class SubscriptionsMixin(PaymentsMixin, ProductsMixin):
@@ -82,7 +79,7 @@ class SubscriptionsMixin(PaymentsMixin, ProductsMixin):
 
     def _line(self, inv_id: str, sub: Obj, item: Obj, price: Obj, amount: int,
               qty: int, start: int, end: int, description: str, proration: bool) -> Obj:
-        line: Obj = json.loads(INVOICE_LINE_TEMPLATE)
+        line: Obj = orjson.loads(INVOICE_LINE_TEMPLATE)
         line.update({
             "amount": amount, "currency": price["currency"], "description": description,
             "discount_amounts": [], "discountable": not proration, "discounts": [],
@@ -732,7 +729,8 @@ class SubscriptionsMixin(PaymentsMixin, ProductsMixin):
         payment = p.get("payment") if isinstance(p.get("payment"), dict) else {}
         pi = payment.get("payment_intent") if isinstance(payment, dict) else None
         if inv is not None and pi is None and not p.get("starting_after") \
-                and not p.get("ending_before") and not p.get("created"):
+                and not p.get("ending_before") and not p.get("created") \
+                and not p.get("status"):
             # One invoice's payments (what a webhook handler asks per paid invoice): from the
             # invoice's own list, not a scan of every payment.
             limit = p_int(p, "limit")
@@ -744,10 +742,12 @@ class SubscriptionsMixin(PaymentsMixin, ProductsMixin):
                      if self.owner.get(i) == ctx.account]
             return {"object": "list", "data": found[:limit], "has_more": len(found) > limit,
                     "url": "/v1/invoice_payments"}
+        status = p_str(p, "status")
         return self._list(
             "invoice_payment", p, "/v1/invoice_payments",
             lambda o: (inv is None or o["invoice"] == inv)
-            and (pi is None or o["payment"].get("payment_intent") == pi), ctx.account)
+            and (pi is None or o["payment"].get("payment_intent") == pi)
+            and (status is None or o["status"] == status), ctx.account)
 
 
 def _day_of(ts: int) -> int:

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
+import orjson
+
 from payments.sandbox import currency as cur
 
 Obj = dict[str, Any]
@@ -36,7 +38,7 @@ TEMPLATES = _load_templates()
 
 def template(resource: str) -> Obj:
     """A fresh copy of Stripe's published fixture for ``resource``."""
-    obj = json.loads(TEMPLATES[resource])
+    obj = orjson.loads(TEMPLATES[resource])
     assert isinstance(obj, dict)
     return obj
 
@@ -295,9 +297,18 @@ DECLINE_MESSAGES = {
 # ------------------------------------------------------------------ helpers
 
 
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_UNBIASED = 256 - 256 % len(_ALPHABET)  # bytes below this map evenly onto the alphabet
+
+
 def _rand(n: int = 24) -> str:
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-    return "".join(secrets.choice(alphabet) for _ in range(n))
+    """``n`` random characters of ``_ALPHABET`` (one read of the OS's randomness, not one a
+    character: ids are made for every object and event a clock advance creates)."""
+    out: list[str] = []
+    while len(out) < n:
+        out.extend(_ALPHABET[b % len(_ALPHABET)] for b in secrets.token_bytes(2 * n)
+                   if b < _UNBIASED)
+    return "".join(out[:n])
 
 
 def add_interval(ts: int, interval: str, count: int, anchor_day: int | None = None) -> int:

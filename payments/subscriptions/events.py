@@ -40,25 +40,49 @@ def _public_id(obj: dict[str, Any]) -> str | None:
 
 @dataclass
 class Loaded:
-    """A batch's subscriptions (by public id) and invoices (by Stripe id), locked."""
+    """A batch's subscriptions (by public id) and invoices (by Stripe id), locked; and the
+    subscriptions another worker's batch held (``prepare_skipping``)."""
 
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     invoices: dict[str, SubscriptionInvoice] = field(default_factory=dict)
+    held: frozenset[str] = frozenset()
 
 
-def prepare(session: Session, objects: list[dict[str, Any]]) -> Loaded:
+def prepare(session: Session, objects: list[dict[str, Any]], *,
+            skip_locked: bool = False) -> Loaded:
     """Lock the batch's subscriptions (named by their objects), then its invoices we have,
-    one query each, in id order."""
+    one query each, in id order. ``skip_locked``: subscriptions another transaction holds
+    are left out (and named in ``held``), with their invoices."""
     ids = sorted({p for p in (_public_id(o) for o in objects) if p})
     loaded = Loaded()
     if not ids:
         return loaded
     stmt = (select(Subscription).where(one_of(session, Subscription.public_id, ids))
             .order_by(Subscription.id))
-    loaded.subscriptions = {s.public_id: s for s in session.scalars(for_update(session, stmt))}
+    loaded.subscriptions = {s.public_id: s for s in session.scalars(
+        for_update(session, stmt, skip_locked=skip_locked))}
+    if skip_locked and len(loaded.subscriptions) < len(ids):
+        # Left out: held by another transaction, or not ours at all (no such row).
+        absent = [i for i in ids if i not in loaded.subscriptions]
+        loaded.held = frozenset(session.scalars(select(Subscription.public_id).where(
+            one_of(session, Subscription.public_id, absent))))
     loaded.invoices = service.lock_invoices(
-        session, [str(o["id"]) for o in objects if o.get("object") == "invoice" and o.get("id")])
+        session, [str(o["id"]) for o in objects if o.get("object") == "invoice" and o.get("id")
+                  and _public_id(o) not in loaded.held])
     return loaded
+
+
+def prepare_skipping(session: Session, objects: list[dict[str, Any]]) -> Loaded:
+    return prepare(session, objects, skip_locked=True)
+
+
+def held(loaded: Any, obj: dict[str, Any]) -> bool:
+    """Whether the subscription an object names was held by another batch (its events wait
+    for a later batch rather than for that batch's commit)."""
+    if not isinstance(loaded, Loaded) or not loaded.held:
+        return False
+    public = _public_id(obj)
+    return public is not None and public in loaded.held
 
 
 def _loaded(ctx: EventContext) -> Loaded | None:
@@ -110,10 +134,50 @@ def on_invoice(session: Session, obj: dict[str, Any], ctx: EventContext) -> None
     if sub is None:
         return
     loaded = _loaded(ctx)
+    # The batch's invoices were read after their subscriptions were locked (``prepare``): an
+    # invoice of a subscription locked there and not among them is new.
+    complete = loaded is not None and loaded.subscriptions.get(_public_id(obj) or "") is sub
     inv = service.record_invoice(session, sub, obj,
-                                 loaded.invoices if loaded is not None else None)
+                                 loaded.invoices if loaded is not None else None,
+                                 complete=complete)
     if _paid(obj) and not service.earning_posted(session, inv):
         ctx.add(_earning(session, sub, inv, ctx))
+
+
+def _ensure_earning(session: Session, inv: SubscriptionInvoice, ctx: EventContext) -> None:
+    """Book the invoice's earning first when a refund or dispute overtakes the invoice's
+    events, so the take-back finds it pending whatever the delivery order (the invoice
+    event, when it comes, finds it booked and writes nothing)."""
+    if not service.earning_posted(session, inv):
+        sub = session.get(Subscription, inv.subscription_id)
+        assert sub is not None
+        ledger.post_many(session, _earning(session, sub, inv, ctx))
+
+
+def _charge_invoice(session: Session, obj: dict[str, Any], ctx: EventContext
+                    ) -> SubscriptionInvoice | None:
+    """The invoice of ours a dispute's charge paid: our copy, found by charge or intent; if
+    we have none yet (the dispute overtook every invoice event), the invoice Stripe says the
+    PaymentIntent pays, recorded now if it is one of our subscriptions'."""
+    inv = service.invoice_for_charge(session, obj)
+    intent = expandable_id(obj.get("payment_intent"))
+    if inv is not None or intent is None:
+        return inv
+    invoice = ctx.stripe.payment_invoice(intent)
+    if invoice is None or invoice.get("status") != "paid":
+        return None  # not an invoice's payment (a tip's, a deal's), or not paid by it
+    sub = service.find_invoice_subscription(session, invoice)
+    if sub is None:
+        return None  # an invoice of a subscription that is not ours
+    return service.record_invoice(session, sub, invoice)
+
+
+def on_dispute(session: Session, dispute: dict[str, Any], ctx: EventContext) -> None:
+    inv = _charge_invoice(session, dispute, ctx)
+    if inv is None:
+        return
+    _ensure_earning(session, inv, ctx)
+    service.dispute_changed(session, inv, dispute)
 
 
 def on_refund(session: Session, refund: dict[str, Any], ctx: EventContext) -> None:
@@ -124,12 +188,7 @@ def on_refund(session: Session, refund: dict[str, Any], ctx: EventContext) -> No
         if kind_of(refund) == "subscription_refund":
             raise LookupError(f"invoice of refund {refund.get('id')} not found")
         return
-    if not service.earning_posted(session, inv):
-        # The refund overtook the invoice's events: book the earning first, so the take-back
-        # finds it pending whatever the delivery order.
-        sub = session.get(Subscription, inv.subscription_id)
-        assert sub is not None
-        ledger.post_many(session, _earning(session, sub, inv, ctx))
+    _ensure_earning(session, inv, ctx)
     txn_id = expandable_id(refund.get("balance_transaction"))
     assert txn_id is not None  # noqa: S101 - checked above
     service.refund_settled(session, inv, refund, ctx.stripe.balance_transaction(txn_id),
@@ -173,8 +232,15 @@ EVENTS = EventRoutes(
         "refund.created": Route(on_refund, reads_ledger=True),
         "refund.updated": Route(on_refund, reads_ledger=True),
         "charge.refund.updated": Route(on_refund, reads_ledger=True),
+        "charge.dispute.created": Route(on_dispute, reads_ledger=True),
+        "charge.dispute.updated": Route(on_dispute, reads_ledger=True),
+        "charge.dispute.closed": Route(on_dispute, reads_ledger=True),
+        "charge.dispute.funds_withdrawn": Route(on_dispute, reads_ledger=True),
+        "charge.dispute.funds_reinstated": Route(on_dispute, reads_ledger=True),
     },
     prepare=prepare,
+    prepare_skipping=prepare_skipping,
+    held=held,
     transaction_ids=transaction_ids,
     invoice_ids=invoice_ids,
 )

@@ -506,13 +506,18 @@ def lock_invoices(session: Session, ids: list[str]) -> dict[str, SubscriptionInv
 
 
 def record_invoice(session: Session, sub: Subscription, obj: dict[str, Any],
-                   known: dict[str, SubscriptionInvoice] | None = None) -> SubscriptionInvoice:
+                   known: dict[str, SubscriptionInvoice] | None = None, *,
+                   complete: bool = False) -> SubscriptionInvoice:
     """Store or move forward our copy of an invoice (status only advances).
 
     ``known`` holds the batch's invoices already loaded (and locked); a new one joins it.
+    ``complete``: ``known`` was read while ``sub`` was locked, so an invoice of ``sub`` not
+    in it does not exist (nobody adds one without that lock) and is not looked for again.
     """
     if known is not None and obj["id"] in known:
         inv: SubscriptionInvoice | None = known[obj["id"]]
+    elif known is not None and complete:
+        inv = None
     else:
         inv = session.scalar(for_update(session, select(SubscriptionInvoice).where(
             SubscriptionInvoice.stripe_invoice_id == obj["id"])))
@@ -563,8 +568,9 @@ def earning_key(invoice_id: str) -> str:
 
 
 def earning_posted(session: Session, inv: SubscriptionInvoice) -> bool:
-    return inv.booked or ledger.journal_by_key(
-        session, earning_key(inv.stripe_invoice_id)) is not None
+    """Whether the invoice's earning is in the ledger: ``booked`` is set in the transaction
+    that posts its journals (``invoice_paid``), so it needs no lookup of the journal."""
+    return inv.booked
 
 
 def _check_currency(inv: SubscriptionInvoice, txn: dict[str, Any]) -> None:
@@ -735,3 +741,37 @@ def _sync_refunded(session: Session, inv: SubscriptionInvoice) -> None:
     inv.amount_refunded = max(inv.amount_refunded, int(total or 0))
     session.flush()
 
+
+
+# ----------------------------------------------------------------------------- disputes
+
+
+def dispute_key(dispute_id: str, txn_id: str) -> str:
+    return f"subscription_dispute:{dispute_id}:{txn_id}"
+
+
+def dispute_changed(session: Session, inv: SubscriptionInvoice, dispute: dict[str, Any]) -> None:
+    """A dispute of the invoice's charge: each of its balance transactions posted once, as
+    for tips. A withdrawal takes the disputed amount plus Stripe's dispute fee from the
+    creator (what is still pending for the invoice first, then available); a reinstatement
+    (the dispute won) gives back what Stripe returns, to available."""
+    for txn in dispute.get("balance_transactions") or []:
+        if not isinstance(txn, dict):
+            continue
+        _check_currency(inv, txn)
+        key = dispute_key(str(dispute["id"]), str(txn["id"]))
+        if ledger.journal_by_key(session, key) is not None:
+            continue  # posted already; never recompute the split
+        net = stripe_int(txn["net"], "net")
+        stripe_balance = ledger.platform_account("stripe_balance", inv.currency)
+        if net < 0:
+            legs = _take_from_creator(session, inv, -net)
+            legs.append(ledger.credit(stripe_balance, -net))
+        elif net > 0:
+            legs = [ledger.debit(stripe_balance, net),
+                    ledger.credit(ledger.creator_account(inv.creator_id, "available",
+                                                         inv.currency), net)]
+        else:
+            continue
+        ledger.post(session, key, "dispute", legs, source=("invoice", inv.stripe_invoice_id),
+                    effective_at=stripe_int(txn["created"], "created"))
