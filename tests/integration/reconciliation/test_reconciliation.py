@@ -131,15 +131,17 @@ class Doctored:
 
 
 def test_every_flow_by_its_stripe_object(private_stack: LiveApp) -> None:
-    """A day with tips, two renewals of one price, a deal funding and a payout is clean;
+    """A day with tips, two renewals of one price, deal fundings, a deal's and a renewal's
+    refunds and a payout is clean;
     Stripe without one renewal's transaction names that invoice's charge (not the other
     renewal of the same amount); a deal charge that Stripe says netted 7 less names the
     deal's charge, its transaction and both funding journals."""
     from payments.deals.models import Deal
     from payments.gateway import gateway_for
+    from payments.ledger.models import Journal
     from payments.reconciliation import service as reconciliation
     from payments.subscriptions.models import SubscriptionInvoice
-    from tests.integration.deals.helpers import funded_deal, new_brand
+    from tests.integration.deals.helpers import act, funded_deal, new_brand
     from tests.integration.deals.helpers import new_creator as new_kol
     from tests.integration.subscriptions.helpers import (
         advance_to,
@@ -167,6 +169,12 @@ def test_every_flow_by_its_stripe_object(private_stack: LiveApp) -> None:
     tip(live, creator, 2500)
     brand = new_brand(live)
     deal = funded_deal(live, brand, creator, 20000)
+    # Refunds: a deal canceled after funding (its escrow back to the brand) and part of a
+    # renewal.
+    canceled = funded_deal(live, brand, creator, 8000)
+    act(live, brand["api_key"], f"/v1/deals/{canceled['id']}/cancel", {"reason": "stopped"})
+    r = live.call("POST", f"/v1/subscriptions/{subs[0]['id']}/refund", key, json={"amount": 500})
+    assert r.status_code == 200, r.text
     settle(live)
     mature_now(creator, live)
     connect(live, creator)
@@ -185,8 +193,12 @@ def test_every_flow_by_its_stripe_object(private_stack: LiveApp) -> None:
     clean = report(live, admin, day)
     assert clean["clean"], clean
     assert clean["differences"] == [] and clean["payouts"] == [] and clean["clearing"] == []
-    # Two renewals, two tips, the deal's charge, the payout's transfer.
-    assert clean["balance_transactions"] == 6
+    # Two renewals, two tips, two deal charges, the deal's and the renewal's refunds, the
+    # payout's transfer.
+    assert clean["balance_transactions"] == 9
+    with session_scope() as s:
+        keys = set(s.scalars(select(Journal.key).where(Journal.key.like("%refund:%"))))
+    assert {k.split(":")[0] for k in keys} == {"deal_refund", "subscription_refund"}
     assert all(c["difference"] == 0 for c in clean["currencies"])
 
     real = gateway_for(live.config)
