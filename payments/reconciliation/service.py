@@ -248,6 +248,18 @@ def reconcile(session: Session, gateway: BalanceTransactions, day: str, *,
     return report
 
 
+def describe(d: dict[str, Any]) -> str:
+    """One line for a difference: the Stripe object, both sides' transactions and journals."""
+    stripe, ours = d.get("stripe"), d.get("ledger")
+    txns = ", ".join(f"{t['balance_transaction']} ({t['type']} {t['source']}, net {t['net']})"
+                     for t in stripe["balance_transactions"]) if stripe else "none"
+    books = (", ".join(ours["keys"]) + f" (amount {ours['amount']}"
+             + "".join(f", {s['type']} {s['id']}" for s in ours.get("sources", [])) + ")"
+             ) if ours else "none"
+    return (f"{d['problem']} {d['object'] or '(no Stripe object)'} {d['currency']}: "
+            f"difference {d['difference']}; stripe: {txns}; ledger: {books}")
+
+
 def _payouts_vs_transfers(session: Session, txns: list[dict[str, Any]], start: int,
                           end: int) -> list[dict[str, Any]]:
     from payments.payouts.models import Payout

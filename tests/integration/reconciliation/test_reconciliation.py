@@ -104,6 +104,15 @@ def test_clean_day_then_each_difference_named(private_stack: LiveApp) -> None:
     assert differs["stripe"]["balance_transactions"][0]["balance_transaction"].startswith("txn_")
     assert "test:skew" in differs["ledger"]["keys"]
     assert all(j.startswith("jr_") for j in differs["ledger"]["journals"])
+    # What `creatorpay reconcile` prints names the same objects.
+    from payments.reconciliation.service import describe
+
+    line = describe(differs)
+    assert line.startswith(f"amount_differs {t1_charge} usd: difference 7;")
+    txn_id = differs["stripe"]["balance_transactions"][0]["balance_transaction"]
+    assert txn_id in line and "test:skew" in line and f"tip {t1['id']}" in line
+    assert describe(missing).startswith(f"missing_in_ledger {charge_id} usd:")
+    assert describe(missing).endswith("ledger: none")
 
     # The contract's checks: admin only, a date.
     assert live.call("GET", "/v1/admin/reconciliation", key,
