@@ -1,7 +1,8 @@
 """The whole-history CSV export (``GET /v1/creators/me/ledger/export``), streamed.
 
 On PostgreSQL the lines are formatted by the database (``COPY ... TO STDOUT``); the export
-must be byte for byte what the cursor-and-csv path (SQLite's) writes for the same ledger:
+must be byte for byte what the cursor-and-csv path writes for the same ledger, on this
+database and on SQLite (the same rows copied into one):
 ids, UTC days, signs, a missing source as empty fields, quoting. Each line is also checked
 against the ledger's own JSON, so both paths are held to the ledger, not only to each other.
 """
@@ -59,6 +60,31 @@ def seed(creator_id: int) -> dict[str, int]:
     return {"midnight": midnight}
 
 
+def exported_by_sqlite(accs: list[int]) -> bytes:
+    """The same ledger rows (these accounts, their entries and journals) copied into a SQLite
+    database of their own, and exported there: SQLite's path on the same data."""
+    from sqlalchemy import create_engine, insert
+
+    from payments.db import Base
+    from payments.ledger.models import Entry, Journal, LedgerAccount
+
+    lite = create_engine("sqlite://")
+    accounts, journals, entries = (LedgerAccount.__table__, Journal.__table__,
+                                   Entry.__table__)
+    Base.metadata.create_all(lite, tables=[accounts, journals, entries])
+    theirs = select(Entry.journal_id).where(Entry.account_id.in_(accs))
+    with db.engine.connect() as src, lite.begin() as dst:
+        for table, where in ((accounts, LedgerAccount.id.in_(accs)),
+                             (journals, Journal.id.in_(theirs)),
+                             (entries, Entry.account_id.in_(accs))):
+            rows = [dict(r._mapping) for r in src.execute(select(table).where(where))]
+            assert rows
+            dst.execute(insert(table), rows)
+    with lite.connect() as conn:
+        assert conn.dialect.name == "sqlite"
+        return b"".join(render.history_csv(conn, accs))
+
+
 def ledger_json(live: LiveApp, key: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     after = None
@@ -97,6 +123,8 @@ def test_export_streams_every_line_as_the_ledger_has_it(live_app: LiveApp) -> No
         accs = statements.balance_accounts(s, cid, "usd")
     with db.engine.connect() as conn:
         assert b"".join(render.history_cursor(conn, accs)) == body
+    # And what SQLite itself exports for the same rows.
+    assert exported_by_sqlite(accs) == body
     with db.engine.connect() as conn:
         chunks = list(render.history_csv(conn, accs))
     assert b"".join(chunks) == body
