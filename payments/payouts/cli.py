@@ -72,7 +72,7 @@ def reconcile_cmd(day: str | None, as_json: bool) -> None:
             click.echo(f"{cur['currency']}: stripe {cur['stripe_net']} ledger "
                        f"{cur['ledger_net']} difference {cur['difference']}")
         for d in report["differences"]:
-            click.echo(f"  {d['problem']}: stripe={d.get('stripe')} ledger={d.get('ledger')}")
+            click.echo(f"  {service.describe(d)}")
         for c in report["clearing"]:
             click.echo(f"  clearing {c['account']} {c['currency']}: {c['balance']} "
                        f"(expected {c['expected']})")

@@ -5,13 +5,15 @@ movements of the ledger's ``stripe_balance`` for journals effective that day (a 
 effective time is its Stripe object's). Each side is resolved to Stripe objects, so a
 difference names both sides' ids:
 
-* a tip's journals (``tip:{tip}`` and its ``:processor_fee``) are its charge's (``ch_``);
-  ``tip_refund:{re}`` the refund's; a paid invoice's (``invoice:{in}``) its charge's, for
-  Stripe books the charge, not the invoice; ``subscription_refund:{re}`` the refund's;
-  ``tip_dispute:{dp}:{txn}`` that balance transaction's;
-  ``payout:{po}`` its transfer's (``tr_``), ``payout_return:{po}`` its reversal's (``trr_``);
-  any other journal whose source id is a Stripe id, that object's;
-* what is left on either side is paired by amount (same currency), else listed.
+* a tip's, a paid invoice's and a deal funding's journals (``tip:{tip}``, ``invoice:{in_}``,
+  ``deal_fund:{deal}``, each with its ``:processor_fee``) are their charge's (``ch_``, from
+  our row); ``tip_refund:{re}``, ``subscription_refund:{re}``, ``deal_refund:{re}`` and
+  ``deal_refund_failed:{re}`` the refund's; ``tip_dispute:{dp}:{txn}``,
+  ``subscription_dispute:{dp}:{txn}`` and ``deal_chargeback:{dp}:{txn}`` that balance
+  transaction's; ``payout:{po}`` its transfer's (``tr_``), ``payout_return:{po}`` its
+  reversal's (``trr_``); any other journal its source's: a Stripe id, or the charge of the tip, invoice or deal it names;
+* nothing is paired by amount: a Stripe object on one side only is missing on the other,
+  and a journal that names no Stripe object is listed (``object`` null) with its keys.
 
 Our payouts are checked against Stripe's transfers of the day, and the clearing accounts:
 ``refunds_and_disputes`` must be zero, ``payouts_in_transit`` must hold exactly the payouts
@@ -73,58 +75,92 @@ def _ledger_side(session: Session, start: int, end: int) -> list[dict[str, Any]]
              "source_id": r[4], "currency": r[5], "amount": int(r[6])} for r in rows]
 
 
+# Journal key heads whose rest is the Stripe object itself: ``{head}:{object}`` (refunds) or
+# ``{head}:{dispute}:{balance transaction}`` (each dispute transaction is its own journal).
+BY_KEY = {"tip_refund": "object", "subscription_refund": "object", "deal_refund": "object",
+          "deal_refund_failed": "object", "tip_dispute": "last", "deal_chargeback": "last",
+          "subscription_dispute": "last"}
+
+
+def _lookup(session: Session, column: Any, key_column: Any, ids: set[str]
+            ) -> dict[str, str | None]:
+    if not ids:
+        return {}
+    return {str(k): v for k, v in session.execute(select(key_column, column).where(
+        key_column.in_(sorted(ids))))}
+
+
 def _resolve(session: Session, journals: list[dict[str, Any]]) -> None:
-    """Set each journal's ``object``: the Stripe id it answers to (or None)."""
+    """Set each journal's ``object``: the Stripe id its balance transaction answers to (a
+    charge, refund, balance transaction, transfer or reversal id), or None.
+
+    How each domain links a journal to its cause: the key names our row or the Stripe
+    object (``docs/ledger.md``), the source names our row. Tips ``tip:{tip}``, paid
+    invoices ``invoice:{in_}`` and deal fundings ``deal_fund:{deal}`` (each with its
+    ``:processor_fee``) are their charge's, read from our row; refunds and refund failures
+    ``*_refund:{re_}`` the refund's; dispute journals ``*:{dp_}:{txn_}`` that transaction's;
+    ``payout:{po}`` its transfer's, ``payout_return:{po}`` its reversal's. Any other journal
+    answers to its source: a Stripe id itself, or the charge of the tip, invoice or deal it
+    names.
+    """
+    from payments.deals.models import Deal
     from payments.payouts.models import Payout
     from payments.subscriptions.models import SubscriptionInvoice
     from payments.tips.models import Tip
 
-    tip_ids = {j["key"].split(":", 1)[1] for j in journals
-               if _base_key(j["key"]).startswith("tip:")}
-    tips: dict[str, str | None] = {}
-    if tip_ids:
-        for pid, charge in session.execute(select(Tip.public_id, Tip.charge_id).where(
-                Tip.public_id.in_(sorted(tip_ids)))):
-            tips[pid] = charge
-    invoice_ids = {_base_key(j["key"]).split(":", 1)[1] for j in journals
-                   if _base_key(j["key"]).startswith("invoice:")}
-    invoices: dict[str, str | None] = {}
-    if invoice_ids:
-        for in_id, charge in session.execute(select(
-                SubscriptionInvoice.stripe_invoice_id, SubscriptionInvoice.charge_id).where(
-                SubscriptionInvoice.stripe_invoice_id.in_(sorted(invoice_ids)))):
-            invoices[in_id] = charge
-    po_ids = {j["key"].split(":", 1)[1] for j in journals
-              if j["key"].startswith(("payout:", "payout_return:"))}
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for j in journals:
+        head, _, rest = _base_key(j["key"]).partition(":")
+        if head in ("tip", "invoice", "deal_fund", "payout", "payout_return"):
+            wanted[head.replace("payout_return", "payout")].add(rest)
+        if j["source_type"] in ("tip", "invoice", "deal") and j["source_id"]:
+            wanted[{"deal": "deal_fund"}.get(j["source_type"], j["source_type"])].add(
+                j["source_id"])
+    charges = {
+        "tip": _lookup(session, Tip.charge_id, Tip.public_id, wanted["tip"]),
+        "invoice": _lookup(session, SubscriptionInvoice.charge_id,
+                           SubscriptionInvoice.stripe_invoice_id, wanted["invoice"]),
+        "deal_fund": _lookup(session, Deal.charge_id, Deal.public_id, wanted["deal_fund"]),
+    }
     payouts: dict[str, tuple[str | None, str | None]] = {}
-    if po_ids:
+    if wanted["payout"]:
         for pid, tr, trr in session.execute(select(
                 Payout.public_id, Payout.transfer_id, Payout.reversal_id).where(
-                Payout.public_id.in_(sorted(po_ids)))):
+                Payout.public_id.in_(sorted(wanted["payout"])))):
             payouts[pid] = (tr, trr)
     for j in journals:
-        base = _base_key(j["key"])
-        head, _, rest = base.partition(":")
+        head, _, rest = _base_key(j["key"]).partition(":")
         obj: str | None = None
-        if head == "tip":
-            obj = tips.get(rest)
-        elif head == "invoice":
-            obj = invoices.get(rest)
-        elif head in ("tip_refund", "subscription_refund"):
-            obj = rest
-        elif head == "tip_dispute":
-            obj = rest.split(":")[-1]
+        if head in charges:
+            obj = charges[head].get(rest)
+        elif head in BY_KEY:
+            obj = rest if BY_KEY[head] == "object" else rest.split(":")[-1]
         elif head == "payout":
             obj = payouts.get(rest, (None, None))[0]
         elif head == "payout_return":
             obj = payouts.get(rest, (None, None))[1]
-        elif isinstance(j["source_id"], str) and j["source_id"].startswith(STRIPE_PREFIXES):
+        elif isinstance(j["source_id"], str) and j["source_id"].startswith(STRIPE_PREFIXES) \
+                and j["source_type"] != "invoice":
             obj = j["source_id"]
+        elif j["source_type"] in ("tip", "invoice", "deal"):
+            kind = {"deal": "deal_fund"}.get(j["source_type"], j["source_type"])
+            obj = charges[kind].get(j["source_id"])
         j["object"] = obj
 
 
 def _journal_ids(ids: list[int]) -> list[str]:
     return [public_id(PREFIXES["journal"], i) for i in ids]
+
+
+def _slot() -> dict[str, Any]:
+    return {"amount": 0, "journals": [], "keys": [], "sources": []}
+
+
+def _ledger_view(slot: dict[str, Any]) -> dict[str, Any]:
+    """The ledger's side of a difference: the journals, their keys and what they book
+    (``sources``: our tip, invoice, deal or payout, as the journals name them)."""
+    return {"amount": slot["amount"], "journals": _journal_ids(slot["journals"]),
+            "keys": slot["keys"], "sources": slot["sources"]}
 
 
 def _txn_view(t: dict[str, Any]) -> dict[str, Any]:
@@ -141,19 +177,22 @@ def reconcile(session: Session, gateway: BalanceTransactions, day: str, *,
     journals = _ledger_side(session, start, end)
     _resolve(session, journals)
 
-    # Ledger side by Stripe object (and currency).
+    # Ledger side by Stripe object (and currency); a journal that names none stays alone.
     by_obj: dict[tuple[str, str], dict[str, Any]] = {}
-    unresolved: dict[tuple[str, str], dict[str, Any]] = {}
+    unnamed: list[tuple[str, dict[str, Any]]] = []
     for j in journals:
         if j["object"]:
-            slot = by_obj.setdefault((j["object"], j["currency"]),
-                                     {"amount": 0, "journals": [], "keys": []})
+            slot = by_obj.setdefault((j["object"], j["currency"]), _slot())
         else:
-            slot = unresolved.setdefault((_base_key(j["key"]), j["currency"]),
-                                         {"amount": 0, "journals": [], "keys": []})
+            slot = _slot()
+            unnamed.append((j["currency"], slot))
         slot["amount"] += j["amount"]
         slot["journals"].append(j["journal"])
         slot["keys"].append(j["key"])
+        if j["source_type"] and j["source_id"]:
+            source = {"type": j["source_type"], "id": j["source_id"]}
+            if source not in slot["sources"]:
+                slot["sources"].append(source)
 
     # Stripe side: each transaction under its own id when the ledger names it, else its
     # source's.
@@ -165,37 +204,28 @@ def reconcile(session: Session, gateway: BalanceTransactions, day: str, *,
         stripe_by_obj[key].append(t)
 
     differences: list[dict[str, Any]] = []
-    leftover_stripe: list[tuple[tuple[str, str], list[dict[str, Any]]]] = []
     for key, ts in sorted(stripe_by_obj.items()):
         net = sum(int(t["net"]) for t in ts)
+        stripe = {"net": net, "balance_transactions": [_txn_view(t) for t in ts]}
         ours = by_obj.pop(key, None)
         if ours is None:
-            leftover_stripe.append((key, ts))
+            differences.append({
+                "problem": "missing_in_ledger", "object": key[0], "currency": key[1],
+                "stripe": stripe, "ledger": None, "difference": -net})
         elif ours["amount"] != net:
             differences.append({
                 "problem": "amount_differs", "object": key[0], "currency": key[1],
-                "stripe": {"net": net, "balance_transactions": [_txn_view(t) for t in ts]},
-                "ledger": {"amount": ours["amount"], "journals": _journal_ids(ours["journals"]),
-                           "keys": ours["keys"]},
+                "stripe": stripe, "ledger": _ledger_view(ours),
                 "difference": ours["amount"] - net})
-    # Pair what is left by amount: journals we cannot name a Stripe object for.
-    for key, ts in leftover_stripe:
-        net = sum(int(t["net"]) for t in ts)
-        match = next((k for k, v in unresolved.items()
-                      if k[1] == key[1] and v["amount"] == net), None)
-        if match is not None:
-            unresolved.pop(match)
-            continue
-        differences.append({
-            "problem": "missing_in_ledger", "object": key[0], "currency": key[1],
-            "stripe": {"net": net, "balance_transactions": [_txn_view(t) for t in ts]},
-            "ledger": None, "difference": -net})
-    for (obj, cur), ours in sorted({**by_obj, **unresolved}.items()):
+    for (obj, cur), ours in sorted(by_obj.items()):
         differences.append({
             "problem": "missing_in_stripe", "object": obj, "currency": cur, "stripe": None,
-            "ledger": {"amount": ours["amount"], "journals": _journal_ids(ours["journals"]),
-                       "keys": ours["keys"]},
-            "difference": ours["amount"]})
+            "ledger": _ledger_view(ours), "difference": ours["amount"]})
+    # Journals on Stripe's balance that name no Stripe object: never paired by amount.
+    for cur, ours in unnamed:
+        differences.append({
+            "problem": "missing_in_stripe", "object": None, "currency": cur, "stripe": None,
+            "ledger": _ledger_view(ours), "difference": ours["amount"]})
 
     currencies: dict[str, dict[str, int]] = defaultdict(lambda: {"stripe_net": 0,
                                                                  "ledger_net": 0})
@@ -217,6 +247,18 @@ def reconcile(session: Session, gateway: BalanceTransactions, day: str, *,
     if store:
         _store(session, day, report)
     return report
+
+
+def describe(d: dict[str, Any]) -> str:
+    """One line for a difference: the Stripe object, both sides' transactions and journals."""
+    stripe, ours = d.get("stripe"), d.get("ledger")
+    txns = ", ".join(f"{t['balance_transaction']} ({t['type']} {t['source']}, net {t['net']})"
+                     for t in stripe["balance_transactions"]) if stripe else "none"
+    books = (", ".join(ours["keys"]) + f" (amount {ours['amount']}"
+             + "".join(f", {s['type']} {s['id']}" for s in ours.get("sources", [])) + ")"
+             ) if ours else "none"
+    return (f"{d['problem']} {d['object'] or '(no Stripe object)'} {d['currency']}: "
+            f"difference {d['difference']}; stripe: {txns}; ledger: {books}")
 
 
 def _payouts_vs_transfers(session: Session, txns: list[dict[str, Any]], start: int,
