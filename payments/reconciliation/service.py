@@ -11,7 +11,8 @@ difference names both sides' ids:
   ``deal_refund_failed:{re}`` the refund's; ``tip_dispute:{dp}:{txn}``,
   ``subscription_dispute:{dp}:{txn}`` and ``deal_chargeback:{dp}:{txn}`` that balance
   transaction's; ``payout:{po}`` its transfer's (``tr_``), ``payout_return:{po}`` its
-  reversal's (``trr_``); any other journal its source's: a Stripe id, or the charge of the tip, invoice or deal it names;
+  reversal's (``trr_``); any other journal its source's: a Stripe id, or the charge of the
+  tip, invoice or deal it names;
 * nothing is paired by amount: a Stripe object on one side only is missing on the other,
   and a journal that names no Stripe object is listed (``object`` null) with its keys.
 
