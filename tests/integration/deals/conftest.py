@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from payments.config import Config
-from tests.fixtures.live import LiveApp
+from tests.fixtures.live import LiveApp, stack_on_private_sandbox
 from tests.fixtures.sandbox import SandboxHandle
-from tests.fixtures.workers import QUEUES, purge_queues
 
 
 @pytest.fixture
@@ -19,19 +18,6 @@ def deal_stack(request: pytest.FixtureRequest, committed_db: Config,
                private_sandbox: SandboxHandle, celery_app: Any,
                base_config: Config) -> Iterator[LiveApp]:
     """Config overrides may come as the fixture's (indirect) parameter."""
-    from celery.contrib.testing.worker import start_worker
-
-    import tasks
-    from tests.fixtures.services import sandbox_config, serve
-
-    config = sandbox_config(committed_db, private_sandbox, **getattr(request, "param", {}))
-    tasks.configure(config)
-    purge_queues(celery_app)
-    try:
-        with serve(config, private_sandbox) as served, start_worker(
-                celery_app, pool="threads", concurrency=2, perform_ping_check=False,
-                queues=QUEUES.split(","), shutdown_timeout=30, loglevel="WARNING"):
-            yield LiveApp(served.url, config, served.app, private_sandbox,
-                          served.endpoint_id or "")
-    finally:
-        tasks.configure(base_config)
+    with stack_on_private_sandbox(committed_db, private_sandbox, celery_app, base_config,
+                                  **getattr(request, "param", {})) as live:
+        yield live

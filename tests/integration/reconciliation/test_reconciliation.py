@@ -4,44 +4,19 @@ heard of and an amount that differs, each named with both sides' ids."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from payments.auth import issue_key
-from payments.config import Config
 from payments.db import session_scope
 from payments.ledger import service as ledger
 from payments.tips.models import Tip
 from tests.fixtures.live import LiveApp
-from tests.fixtures.sandbox import SandboxHandle
-from tests.fixtures.services import sandbox_config, serve
-from tests.fixtures.workers import QUEUES, purge_queues, wait_for
+from tests.fixtures.workers import wait_for
 from tests.integration.payouts.helpers import connect, mature_now, tip
 from tests.integration.tips.test_flow import balances, new_creator
-
-
-@pytest.fixture
-def private_stack(committed_db: Config, private_sandbox: SandboxHandle, celery_app: Any,
-                  base_config: Config) -> Iterator[LiveApp]:
-    from celery.contrib.testing.worker import start_worker
-
-    import tasks
-
-    config = sandbox_config(committed_db, private_sandbox)
-    tasks.configure(config)
-    purge_queues(celery_app)
-    try:
-        with serve(config, private_sandbox) as served, start_worker(
-                celery_app, pool="threads", concurrency=2, perform_ping_check=False,
-                queues=QUEUES.split(","), shutdown_timeout=30, loglevel="WARNING"):
-            yield LiveApp(served.url, config, served.app, private_sandbox,
-                          served.endpoint_id or "")
-    finally:
-        tasks.configure(base_config)
 
 
 def report(live: LiveApp, key: str, day: str) -> dict[str, Any]:
