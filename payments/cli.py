@@ -226,7 +226,18 @@ def _load_domain_commands() -> None:
     from payments.sandbox.cli import commands as sandbox_commands
 
     for command in [*domains.commands(), *sandbox_commands]:
+        _help_everywhere(command)
         cli.add_command(command)
+
+
+def _help_everywhere(command: click.Command) -> None:
+    """``-h`` as well as ``--help`` on every command a domain adds, however it is invoked. Click
+    keeps a command's help option once made: drop one made before this setting."""
+    command.context_settings.setdefault("help_option_names", ["-h", "--help"])
+    command._help_option = None
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _help_everywhere(sub)
 
 
 def _redact(url: str) -> str:
