@@ -5,10 +5,7 @@ goes back, and the same numbers as counting the tables in full."""
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from typing import Any
-
-from sqlalchemy import text
 
 from payments.config import Config
 from payments.db import session_scope
@@ -16,22 +13,7 @@ from payments.ledger import metrics
 from payments.ledger import service as ledger
 from payments.ledger.service import creator_account, credit, debit, platform_account
 from tests.integration.ledger.test_concurrency import run_threads
-
-
-def truth() -> tuple[dict[str, int], dict[tuple[str, str], int], dict[tuple[str, str], int]]:
-    journals: dict[str, int] = {}
-    entries: dict[tuple[str, str], int] = {}
-    debits: dict[tuple[str, str], int] = defaultdict(int)
-    with session_scope() as s:
-        for kind, n in s.execute(text("SELECT kind, COUNT(*) FROM ledger_journals GROUP BY kind")):
-            journals[kind] = int(n)
-        for kind, cur, n, d in s.execute(text(
-                "SELECT j.kind, e.currency, COUNT(*), "
-                "SUM(CASE WHEN e.amount > 0 THEN e.amount ELSE 0 END) FROM ledger_entries e "
-                "JOIN ledger_journals j ON j.id = e.journal_id GROUP BY j.kind, e.currency")):
-            entries[(kind, cur)] = int(n)
-            debits[(kind, cur)] = int(d)
-    return journals, entries, dict(debits)
+from tests.integration.test_metrics import ledger_truth as truth
 
 
 def counted() -> tuple[dict[str, int], dict[tuple[str, str], int], dict[tuple[str, str], int]]:
