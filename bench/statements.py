@@ -165,8 +165,7 @@ def http_export(url: str, creator_id: int, runs: int = 3) -> list[dict[str, floa
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     argv = gunicorn_argv(port, 1, 4)
-    i = argv.index("--access-logfile")
-    del argv[i:i + 2]
+    # The app logs as deployed: its own JSON request line (payments.observe), no access log.
     env = {**os.environ, "CREATORPAY_DATABASE_URL": sa_url(url), "PYTHONUNBUFFERED": "1",
            "CREATORPAY_STRIPE_SECRET_KEY": "sk_test_bench",
            "CREATORPAY_STRIPE_API_BASE": "http://127.0.0.1:9",

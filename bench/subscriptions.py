@@ -357,6 +357,8 @@ def main() -> int:  # noqa: C901 - one linear script
     ap.add_argument("--celery-workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=10)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="profile gunicorn and Celery with yappi (bench/_profile.py) into DIR")
     args = ap.parse_args()
     url = args.database_url
     n = args.subscriptions
@@ -385,6 +387,9 @@ def main() -> int:  # noqa: C901 - one linear script
             "CREATORPAY_VAR_DIR": str(logdir),
             "PYTHONUNBUFFERED": "1",
         })
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            env["CREATORPAY_BENCH_PROFILE_DIR"] = str(args.profile.resolve())
         stack.start("sandbox", [sys.executable, "-m", "payments.sandbox", "--port",
                                 str(sandbox_port), "--quiet"], env, logdir / "sandbox.log")
         wait_http(f"http://127.0.0.1:{sandbox_port}/healthz")
@@ -402,14 +407,16 @@ def main() -> int:  # noqa: C901 - one linear script
         from payments.devserver import gunicorn_argv
 
         argv = gunicorn_argv(web_port, args.gunicorn_workers, args.gunicorn_threads)
-        i = argv.index("--access-logfile")
-        del argv[i:i + 2]
+        if args.profile:
+            argv[argv.index("python:payments.gunicorn_conf")] = "python:bench._profile"
+        # The app logs as deployed: its own JSON request line (payments.observe), no access log.
         stack.start("web", argv, env, logdir / "gunicorn.log")
         wait_http(f"http://127.0.0.1:{web_port}/healthz")
         log = logdir / "celery.log"
         for w in range(args.celery_workers):
             stack.start(f"celery{w}", [
-                sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q",
+                sys.executable, "-m", "celery", "-A",
+                "bench._profile" if args.profile else "tasks", "worker", "-Q",
                 "default,webhooks", "--concurrency", "1", "--loglevel", "INFO",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
                 "-n", f"benchsubs{w}@%h"], env, log)
@@ -493,6 +500,10 @@ def main() -> int:  # noqa: C901 - one linear script
         purge_queues(args.redis_url)
         if not args.keep:
             drop_db(url)
+        if args.profile:
+            from bench._profile import report
+
+            report(args.profile)
     return 0 if ok and rate >= GOAL else 1
 
 

@@ -718,8 +718,7 @@ def main() -> int:  # noqa: C901 - one linear script
         from payments.devserver import gunicorn_argv
 
         argv = gunicorn_argv(web_port, args.gunicorn_workers, args.gunicorn_threads)
-        i = argv.index("--access-logfile")
-        del argv[i:i + 2]  # no access log: measure the app, not a log pipe
+        # The app logs as deployed: its own JSON request line (payments.observe), no access log.
         stack.start("web", argv, env, logdir / "gunicorn.log")
         wait_http(f"http://127.0.0.1:{web_port}/healthz")
 

@@ -84,6 +84,11 @@ class Route:
     # True when the handler reads ledger balances, so everything collected earlier in the
     # batch must be posted before it runs.
     reads_ledger: bool = False
+    # True when the handler acts only on objects carrying one of its domain's kinds (objects
+    # we created): an object with no kind is then not this route's, and an event no route
+    # wants is not stored at all (a renewal's PaymentIntent and charge events, made by
+    # Stripe's invoice with no metadata of ours, never reach the inbox).
+    own_kinds_only: bool = False
 
 
 def _no_preparation(session: Session, objects: list[dict[str, Any]]) -> None:

@@ -60,12 +60,13 @@ _RECEIPTS = {flag: json.dumps({"received": True, "stored": flag}).encode()
 def ingest(config: Config, raw: bytes, signature: str | None) -> bool:
     """Verify and parse ``raw``; store it (committed) if we handle its type; wake a drain.
 
-    True when this delivery stored the event, False for a repeat or a type we do not handle.
+    True when this delivery stored the event, False for a repeat or an event we do not handle
+    (its type, or an object no route takes: ``RouteTable.wants``).
     Raises ``WebhookSignatureError`` for a bad signature or body and the database's error
     when it cannot store.
     """
     event = gateway_for(config).parse_event(raw, signature)
-    if event["type"] not in route_table().handled_types:
+    if not route_table().wants(event):
         return False
     # Committed before we answer; concurrent deliveries share the INSERT and the COMMIT.
     new_id = writer.store(event, raw)

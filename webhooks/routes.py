@@ -34,13 +34,27 @@ class RouteTable:
         return frozenset(self.by_type)
 
     def targets(self, event_type: str, obj: Any) -> tuple[Target, ...]:
-        """Who applies this event: the kind's owner, or every domain handling the type."""
+        """Who applies this event: the kind's owner, or every domain handling the type that
+        takes objects of no kind."""
         found = self.by_type.get(event_type, ())
         kind = kind_of(obj)
         if kind is None:
-            return found
+            return tuple(t for t in found if not t.route.own_kinds_only)
         owner = self.owner_of_kind.get(kind)
         return tuple(t for t in found if t.domain == owner)
+
+    def wants(self, event: Any) -> bool:
+        """Whether to keep an event: a type we handle, whose object some route would apply.
+        An object naming a kind is always kept (no domain here owning it is the worker's
+        error to report: a worker older than the web tier)."""
+        event_type = event.get("type") if isinstance(event, dict) else None
+        if event_type not in self.by_type:
+            return False
+        data = event.get("data")
+        obj = data.get("object") if isinstance(data, dict) else None
+        if not isinstance(obj, dict):
+            return True  # malformed: stored, and failed with its reason by the worker
+        return kind_of(obj) is not None or bool(self.targets(event_type, obj))
 
     def reads_ledger(self, event_type: str) -> bool:
         return any(t.route.reads_ledger for t in self.by_type.get(event_type, ()))

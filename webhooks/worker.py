@@ -542,8 +542,8 @@ def backfill(config: Config, max_pages: int = 50) -> int:
     after: str | None = None
     for _ in range(max_pages):
         page = gateway.list_events(created_gte=since, starting_after=after, limit=100)
-        handled = route_table().handled_types
-        events = [e for e in page["data"] if e["type"] in handled]
+        table = route_table()
+        events = [e for e in page["data"] if table.wants(e)]
         with session_scope() as session:
             new += inbox.store_events(session, events, via="backfill")
         for e in page["data"]:

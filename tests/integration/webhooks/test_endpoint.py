@@ -27,8 +27,7 @@ from webhooks.models import PROCESSED, RECEIVED, WebhookEvent
 PATH = "/webhooks/stripe"
 
 
-def make_event(type_: str = "payment_intent.succeeded", **obj: Any) -> dict[str, Any]:
-    pi = "pi_" + secrets.token_hex(8)
+def make_event(type_: str = "invoice.created", **obj: Any) -> dict[str, Any]:
     return {
         "id": "evt_" + secrets.token_hex(12),
         "object": "event",
@@ -38,9 +37,11 @@ def make_event(type_: str = "payment_intent.succeeded", **obj: Any) -> dict[str,
         "pending_webhooks": 1,
         "request": {"id": None, "idempotency_key": None},
         "type": type_,
-        # No creatorpay metadata: a handled type whose handler has nothing of ours to do.
-        "data": {"object": {"id": pi, "object": "payment_intent", "amount": 1000,
-                            "currency": "usd", "status": "succeeded", "metadata": {}, **obj}},
+        # No creatorpay metadata: an invoice of no subscription of ours, which the
+        # subscriptions domain looks up, finds nothing to do for, and marks processed.
+        "data": {"object": {"id": "in_" + secrets.token_hex(8), "object": "invoice",
+                            "amount_due": 1000, "currency": "usd", "status": "draft",
+                            "metadata": {}, **obj}},
     }
 
 
@@ -85,7 +86,7 @@ def test_signed_event_is_stored_once_and_notified_once(
 
     assert stored(db_session, event["id"]) == 1
     row = db_session.scalar(select(WebhookEvent).where(WebhookEvent.stripe_id == event["id"]))
-    assert row.status == RECEIVED and row.type == "payment_intent.succeeded"
+    assert row.status == RECEIVED and row.type == "invoice.created"
     assert row.payload == event and row.via == "webhook" and row.attempts == 0
 
 
@@ -101,11 +102,34 @@ def test_unhandled_type_is_acknowledged_not_stored(
     assert notified.call_count == 0
 
 
+def test_event_no_route_takes_is_acknowledged_not_stored(
+    client: Any, db_session: Any, secret: str, notified: mock.MagicMock
+) -> None:
+    """A handled type whose object carries no kind, where every route for the type acts only
+    on objects of its own kind (a renewal's PaymentIntent, made by Stripe's invoice): 200,
+    not stored, no drain woken. The same type with one of our kinds is stored."""
+    for type_, obj in (("payment_intent.succeeded", "payment_intent"),
+                       ("charge.succeeded", "charge")):
+        theirs = make_event(type_, object=obj)
+        body = json.dumps(theirs).encode()
+        r = post(client, body, sign_payload(body, secret))
+        assert r.status_code == 200, r.text
+        assert r.get_json() == {"received": True, "stored": False}
+        assert stored(db_session, theirs["id"]) == 0
+        ours = make_event(type_, object=obj,
+                          metadata={"creatorpay_kind": "tip", "tip_id": "tip_unknown"})
+        body = json.dumps(ours).encode()
+        r = post(client, body, sign_payload(body, secret))
+        assert r.get_json() == {"received": True, "stored": True}
+        assert stored(db_session, ours["id"]) == 1
+    assert notified.call_count == 2
+
+
 def _bad_deliveries(secret: str) -> dict[str, tuple[bytes, str | None, str]]:
     event = make_event()
     body = json.dumps(event).encode()
     ts = int(time.time())
-    tampered = body.replace(b'"amount": 1000', b'"amount": 9000')
+    tampered = body.replace(b'"amount_due": 1000', b'"amount_due": 9000')
     assert tampered != body
     stale = ts - 301
     return {

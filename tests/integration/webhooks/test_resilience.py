@@ -260,8 +260,8 @@ def test_database_connections_killed_503_then_recovery_and_stripe_retry_delivers
         wait_for(lambda: 503 in _statuses(private_sandbox), timeout=30, interval=0.05)
 
         body = json.dumps({"id": "evt_" + secrets.token_hex(12), "object": "event",
-                           "type": "payment_intent.succeeded", "created": 1, "livemode": False,
-                           "data": {"object": {"id": "pi_x", "object": "payment_intent",
+                           "type": "invoice.created", "created": 1, "livemode": False,
+                           "data": {"object": {"id": "in_x", "object": "invoice",
                                                "metadata": {}}}}).encode()
         direct = requests.post(served.url + "/webhooks/stripe", data=body, timeout=10, headers={
             "Stripe-Signature": sign_payload(body, private_sandbox.webhook_secret),
