@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from gunicorn.glogging import Logger
+
 from payments.config import ConfigError, load_config
 from payments.logs import gunicorn_logconfig
 
@@ -19,6 +21,18 @@ try:
 except ConfigError:  # payments.wsgi reports it in one line and exits
     logconfig_dict = gunicorn_logconfig("json")
 accesslog = None
+
+
+class RequestLineLogger(Logger):
+    """gunicorn's logger with no access log at all: ``payments.observe`` writes the request
+    line. (With ``logconfig_dict`` set, gunicorn builds every request's access-log atoms even
+    when ``accesslog`` is None: a tenth of a webhook delivery's CPU, measured with yappi.)"""
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None
+
+
+logger_class = RequestLineLogger
 
 
 def child_exit(_server: Any, worker: Any) -> None:
