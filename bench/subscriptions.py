@@ -359,6 +359,8 @@ def main() -> int:  # noqa: C901 - one linear script
     ap.add_argument("--celery-workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=10)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--ingest-only", action="store_true",
+                    help="no Celery workers: time the deliveries alone (the pipeline's floor)")
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="profile gunicorn and Celery with yappi (bench/_profile.py) into DIR")
     args = ap.parse_args()
@@ -415,14 +417,16 @@ def main() -> int:  # noqa: C901 - one linear script
         stack.start("web", argv, env, logdir / "gunicorn.log")
         wait_http(f"http://127.0.0.1:{web_port}/healthz")
         log = logdir / "celery.log"
-        for w in range(args.celery_workers):
+        workers = 0 if args.ingest_only else args.celery_workers
+        for w in range(workers):
             stack.start(f"celery{w}", [
                 sys.executable, "-m", "celery", "-A",
                 "bench._profile" if args.profile else "tasks", "worker", "-Q",
                 "default,webhooks", "--concurrency", "1", "--loglevel", "INFO",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
                 "-n", f"benchsubs{w}@%h"], env, log)
-        wait_workers_ready(log, args.celery_workers)
+        if workers:
+            wait_workers_ready(log, workers)
         meter = CpuMeter(stack, url)
         sandbox_pid = next(p.pid for name, p in stack.procs if name == "sandbox")
         sandbox_cpu = proc_cpu(sandbox_pid)
@@ -448,6 +452,19 @@ def main() -> int:  # noqa: C901 - one linear script
                              bodies=bodies, connections=args.connections), args.clients)
         progress = Progress(url)
         load.begin()
+        if args.ingest_only:
+            res = load.join()
+            used = meter.used(cpu_before, meter.snapshot())
+            progress.close()
+            _, _, stored, _ = inbox_counts(url)
+            invoice_events = sum(json.loads(b)["type"].startswith("invoice.") for b in bodies)
+            took = res.last - res.first
+            print("  " + cpu_line(used, len(bodies), res.cpu).replace("request", "event"))
+            print(f"  ingest alone: {res.count} deliveries ({res.errors} errors, {stored} "
+                  f"stored) in {took:.2f} s, {res.count / took:.0f}/s; with no event applied, "
+                  f"{invoice_events / took:.0f} invoice events/s is the pipeline's ceiling")
+            ok = res.errors == 0
+            return 0 if ok else 1
         deadline = time.time() + args.max_seconds
         done_at = None
         # Every renewal of the N is three journals (gross, Stripe's fee, the platform's).
