@@ -91,6 +91,18 @@ class Route:
     own_kinds_only: bool = False
 
 
+def payment_routes(on_payment_intent: Handler, on_charge_succeeded: Handler
+                   ) -> dict[str, Route]:
+    """The PaymentIntent and charge events of payments a domain makes itself (tips, deal
+    fundings): each handler acts only on objects of the domain's own kinds."""
+    intents = ("succeeded", "processing", "payment_failed", "requires_action", "canceled")
+    routes = {f"payment_intent.{s}": Route(on_payment_intent, own_kinds_only=True)
+              for s in intents}
+    for event_type in ("charge.succeeded", "charge.captured"):
+        routes[event_type] = Route(on_charge_succeeded, own_kinds_only=True)
+    return routes
+
+
 def _no_preparation(session: Session, objects: list[dict[str, Any]]) -> None:
     return None
 

@@ -48,7 +48,7 @@ class RouteTable:
         An object naming a kind is always kept (no domain here owning it is the worker's
         error to report: a worker older than the web tier)."""
         event_type = event.get("type") if isinstance(event, dict) else None
-        if event_type not in self.by_type:
+        if not isinstance(event_type, str) or event_type not in self.by_type:
             return False
         data = event.get("data")
         obj = data.get("object") if isinstance(data, dict) else None

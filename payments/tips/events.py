@@ -8,7 +8,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from payments.db import for_update, one_of
-from payments.events import EventContext, EventRoutes, Route, expandable_id, kind_of
+from payments.events import (
+    EventContext,
+    EventRoutes,
+    Route,
+    expandable_id,
+    kind_of,
+    payment_routes,
+)
 from payments.ledger import service as ledger
 from payments.tips import service as tips
 from payments.tips.models import Tip
@@ -133,13 +140,7 @@ def transaction_ids(event_type: str, obj: dict[str, Any]) -> list[str]:
 EVENTS = EventRoutes(
     kinds=KINDS,
     routes={
-        "payment_intent.succeeded": Route(on_payment_intent, own_kinds_only=True),
-        "payment_intent.processing": Route(on_payment_intent, own_kinds_only=True),
-        "payment_intent.payment_failed": Route(on_payment_intent, own_kinds_only=True),
-        "payment_intent.requires_action": Route(on_payment_intent, own_kinds_only=True),
-        "payment_intent.canceled": Route(on_payment_intent, own_kinds_only=True),
-        "charge.succeeded": Route(on_charge_succeeded, own_kinds_only=True),
-        "charge.captured": Route(on_charge_succeeded, own_kinds_only=True),
+        **payment_routes(on_payment_intent, on_charge_succeeded),
         "charge.refunded": Route(on_charge_refunded, own_kinds_only=True),
         "refund.created": Route(on_refund, reads_ledger=True),
         "refund.updated": Route(on_refund, reads_ledger=True),
