@@ -540,9 +540,9 @@ def backfill(config: Config, max_pages: int = 50) -> int:
     new = 0
     newest = since
     after: str | None = None
+    table = route_table()
     for _ in range(max_pages):
         page = gateway.list_events(created_gte=since, starting_after=after, limit=100)
-        table = route_table()
         events = [e for e in page["data"] if table.wants(e)]
         with session_scope() as session:
             new += inbox.store_events(session, events, via="backfill")

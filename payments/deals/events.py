@@ -9,14 +9,7 @@ from sqlalchemy.orm import Session
 
 from payments.deals import service as deals
 from payments.deals.models import Deal
-from payments.events import (
-    EventContext,
-    EventRoutes,
-    Route,
-    expandable_id,
-    kind_of,
-    payment_routes,
-)
+from payments.events import EventContext, EventRoutes, Route, expandable_id, kind_of, payment_routes
 from payments.ledger import service as ledger
 
 log = logging.getLogger(__name__)

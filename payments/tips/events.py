@@ -8,14 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from payments.db import for_update, one_of
-from payments.events import (
-    EventContext,
-    EventRoutes,
-    Route,
-    expandable_id,
-    kind_of,
-    payment_routes,
-)
+from payments.events import EventContext, EventRoutes, Route, expandable_id, kind_of, payment_routes
 from payments.ledger import service as ledger
 from payments.tips import service as tips
 from payments.tips.models import Tip
